@@ -1,0 +1,92 @@
+"""Turn an OpSpec plus its PyTorch reference into a ``torch.library`` custom op.
+
+The op gets: a schema generated from the spec, one eager kernel for CPU and CUDA (the reference
+decomposition, with concrete-shape validation), a fake kernel whose output sizes come from the
+spec's shape rule (kept symbolic, so dynamic dims survive ``torch.export``), and autograd through
+the reference. Exporters treat the op as one opaque node.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .registry import register_spec
+from .spec import DOMAIN, OpSpec
+
+Reference = Callable[..., torch.Tensor]
+
+_LIBRARY = torch.library.Library(DOMAIN, "FRAGMENT")
+_REFERENCES: dict[str, Reference] = {}
+
+
+def split_args(spec: OpSpec, args: Sequence[Any]) -> tuple[list[torch.Tensor | None], dict[str, Any]]:
+    """Split positional op arguments into (tensors in spec order, attribute dict)."""
+    n = len(spec.inputs)
+    tensors = list(args[:n])
+    attrs = {a.name: v for a, v in zip(spec.attributes, args[n:])}
+    return tensors, attrs
+
+
+def shapes_of(tensors: Sequence[torch.Tensor | None]) -> list[tuple | None]:
+    return [None if t is None else tuple(t.shape) for t in tensors]
+
+
+def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
+    """Register ``spec`` and define ``torch.ops.dynconv.<torch_name>`` backed by ``reference``.
+
+    ``reference(*tensors, **attrs)`` receives tensors in spec order (``None`` for an absent
+    optional input) and normalised attributes, and must be built from exportable torch ops.
+    """
+    register_spec(spec)
+    if spec.torch_name in _REFERENCES:
+        return spec
+    _REFERENCES[spec.torch_name] = reference
+    _LIBRARY.define(spec.torch_name + spec.torch_schema())
+
+    def kernel(*args: Any) -> torch.Tensor:
+        tensors, attrs = split_args(spec, args)
+        attrs = spec.normalize(attrs)
+        spec.validate(shapes_of(tensors), attrs)
+        return reference(*tensors, **attrs)
+
+    def fake(*args: Any) -> torch.Tensor:
+        tensors, attrs = split_args(spec, args)
+        attrs = spec.normalize(attrs)
+        shape = spec.infer_shapes(shapes_of(tensors), attrs)[0]
+        return tensors[0].new_empty(shape)
+
+    def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+        tensors, attrs = split_args(spec, inputs)
+        ctx.save_for_backward(*[t if t is not None else torch.empty(0) for t in tensors])
+        ctx.present = [t is not None for t in tensors]
+        ctx.attrs = spec.normalize(attrs)
+
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
+        saved = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [s.detach().requires_grad_(s.is_floating_point()) if p else None
+                      for s, p in zip(saved, ctx.present)]
+            out = reference(*leaves, **ctx.attrs)
+            wrt = [t for t in leaves if t is not None and t.requires_grad]
+            grads = iter(torch.autograd.grad(out, wrt, grad_out, allow_unused=True))
+        tensor_grads = [next(grads) if t is not None and t.requires_grad else None for t in leaves]
+        return (*tensor_grads, *([None] * len(spec.attributes)))
+
+    _LIBRARY.impl(spec.torch_name, kernel, "CompositeExplicitAutograd")
+    torch.library.register_fake(spec.qualname, fake, lib=_LIBRARY)
+    torch.library.register_autograd(spec.qualname, backward, setup_context=setup_context, lib=_LIBRARY)
+    return spec
+
+
+def reference_of(spec: OpSpec) -> Reference:
+    """The reference decomposition registered for ``spec``."""
+    return _REFERENCES[spec.torch_name]
+
+
+def call_op(spec: OpSpec, tensors: Sequence[torch.Tensor | None], attrs: dict[str, Any]) -> torch.Tensor:
+    """Call the registered custom op with normalised attributes (the functional API's body)."""
+    attrs = spec.normalize(attrs)
+    op = getattr(torch.ops.dynconv, spec.torch_name)
+    return op(*tensors, *[attrs[a.name] for a in spec.attributes])
