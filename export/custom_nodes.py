@@ -7,6 +7,7 @@ dropped and flagged with ``with_<name>=0``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
@@ -52,7 +53,6 @@ def torchscript_symbolic(spec: OpSpec) -> Callable:
     """A TorchScript-exporter symbolic function emitting the custom node with a typed output."""
     descriptors = ["v"] * len(spec.inputs) + [_TS_PARSE[a.type] for a in spec.attributes]
 
-    @symbolic_helper.parse_args(*descriptors)
     def symbolic(g: Any, *args: Any) -> Any:
         tensors, attrs = split_args(spec, args)
         tensors = [None if symbolic_helper._is_none(t) else t for t in tensors]
@@ -63,7 +63,11 @@ def torchscript_symbolic(spec: OpSpec) -> Callable:
         out.setType(_output_type(spec, tensors, attrs))
         return out
 
-    return symbolic
+    # parse_args zips descriptors with the parameter names, so give the function one per argument.
+    names = ["g"] + [t.name for t in spec.inputs] + [a.name for a in spec.attributes]
+    symbolic.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_ONLY) for n in names])
+    return symbolic_helper.parse_args(*descriptors)(symbolic)
 
 
 def register_torchscript_symbolics(opset: int) -> None:

@@ -1,0 +1,75 @@
+"""``export_model``: a PyTorch model to ONNX in the "trt" or the "onnx" flavour."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import onnx
+import torch
+
+from ..plugins.errors import DynconvError
+from .fp16 import convert_to_fp16
+from .options import ExportOptions, io_names
+from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, set_ir_version
+from .reference_graph import record_calls, splice_references
+from .torch_export import export_dynamo, export_torchscript
+
+log = logging.getLogger(__name__)
+
+Model = torch.nn.Module | torch.jit.ScriptModule | torch.export.ExportedProgram
+
+
+def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: ExportOptions | None = None) -> onnx.ModelProto:
+    """Export ``model`` called on ``example_inputs`` to an ONNX ModelProto.
+
+    With ``options.target == "trt"`` every dynconv core op becomes one ``dynconv``-domain node
+    named and attributed as its spec says; with ``"onnx"`` every core op is decomposed into
+    standard ONNX ops. The result passes ``onnx.checker`` and carries output shapes.
+    """
+    options = options or ExportOptions()
+    args = tuple(example_inputs)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    outputs = _run(model, args)
+    input_names = io_names(options.input_names, len(args), "input")
+    output_names = io_names(options.output_names, len(outputs), "output")
+
+    if options.exporter == "dynamo":
+        if isinstance(model, torch.jit.ScriptModule):
+            raise DynconvError("TorchScript models export with --exporter torchscript (torch.export cannot trace them)")
+        proto = export_dynamo(model, args, options, input_names, output_names)
+    else:
+        module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
+        proto = export_torchscript(module, args, options, input_names, output_names)
+        if options.target == "onnx":
+            proto = splice_references(proto, record_calls(module, args), options.resolved_opset)
+
+    proto = cleanup(proto)
+    proto = rename_dynamic_dims(proto, options.dynamic)
+    check_dynamic_dims(proto, options.dynamic)
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    if options.fp16:
+        proto = convert_to_fp16(proto)
+    proto = set_ir_version(proto)
+    proto.producer_name = "dynconv"
+    check_model(proto)
+    return proto
+
+
+def _run(model: Model, args: tuple) -> list[torch.Tensor]:
+    """Run the model once: validates the example inputs and counts outputs."""
+    runner = model.module() if isinstance(model, torch.export.ExportedProgram) else model
+    try:
+        with torch.no_grad():
+            out = runner(*args)
+    except DynconvError:
+        raise
+    except Exception as exc:  # the user's model rejected the inputs: report it in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DynconvError(f"the model failed on the example input: {type(exc).__name__}: {first}") from None
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
+        return list(out)
+    raise DynconvError(f"the model must return a tensor or a tuple of tensors, got {type(out).__name__}")

@@ -1,0 +1,96 @@
+"""Finishing passes on an exported graph: cleanup, friendly dim names, IR version, checks."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..plugins.errors import DynconvError
+from ..plugins.registry import get_spec
+from ..plugins.spec import DOMAIN
+from .options import DYNAMIC_AXES
+
+log = logging.getLogger(__name__)
+
+
+def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop dead nodes and unused initializers, sort topologically (onnx-graphsurgeon)."""
+    graph = gs.import_onnx(model)
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    cleaned = gs.export_onnx(graph, do_type_check=False)
+    cleaned.ir_version = model.ir_version
+    del cleaned.opset_import[:]
+    cleaned.opset_import.extend(model.opset_import)
+    for meta in ("producer_name", "producer_version"):
+        setattr(cleaned, meta, getattr(model, meta))
+    return cleaned
+
+
+def rename_dynamic_dims(model: onnx.ModelProto, dynamic: tuple[str, ...]) -> onnx.ModelProto:
+    """Name the symbolic input dims ``batch``/``height``/``width`` and rewrite them everywhere."""
+    mapping: dict[str, str] = {}
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        for key, axis in DYNAMIC_AXES.items():
+            if key not in dynamic or axis >= len(dims) or (len(dims) != 4 and axis != 0):
+                continue
+            old = dims[axis].dim_param
+            if old and old not in mapping:
+                mapping[old] = key if key not in mapping.values() else f"{key}_{value.name}"
+    if not mapping:
+        return model
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)) + r")\b")
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = pattern.sub(lambda m: mapping[m.group(1)], dim.dim_param)
+    return model
+
+
+def check_dynamic_dims(model: onnx.ModelProto, dynamic: tuple[str, ...]) -> None:
+    """Fail when a requested dynamic axis came out static (an exporter specialised it)."""
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        for key, axis in DYNAMIC_AXES.items():
+            if key in dynamic and axis < len(dims) and (len(dims) == 4 or axis == 0) and dims[axis].HasField("dim_value"):
+                raise DynconvError(
+                    f"input '{value.name}' axis {axis} ({key}) was requested dynamic but the exporter fixed it to "
+                    f"{dims[axis].dim_value}: the model's code specialises that size (e.g. int() on a shape)")
+
+
+def set_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
+    """IR 9 up to opset 20 (onnxruntime's DeformConv needs it; TensorRT 8.x reads it), 10 above."""
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=17)
+    model.ir_version = 9 if opset <= 20 else 10
+    return model
+
+
+def check_model(model: onnx.ModelProto) -> None:
+    """onnx.checker plus a spec check of every custom node."""
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DynconvError(f"exported graph is invalid: {first}") from None
+    for node in model.graph.node:
+        if node.domain == DOMAIN:
+            validate_custom_node(node)
+
+
+def validate_custom_node(node: onnx.NodeProto) -> None:
+    """The node's attributes and input count must be exactly what its spec prescribes."""
+    spec = get_spec(node.op_type)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    if attrs.get("plugin_version") != spec.version:
+        raise DynconvError(f"{node.name}: plugin_version {attrs.get('plugin_version')!r} != spec {spec.version!r}")
+    expected = {a.name for a in spec.onnx_attributes} | {"plugin_version"}
+    if set(attrs) != expected:
+        raise DynconvError(f"{node.name}: attributes {sorted(attrs)} differ from the spec's {sorted(expected)}")
+    _, present = spec.parse_node_attributes(attrs)
+    count = sum(1 for t in spec.inputs if not t.optional) + sum(present.values())
+    if len(node.input) != count:
+        raise DynconvError(f"{node.name}: {len(node.input)} inputs but the flags say {count}")

@@ -1,0 +1,107 @@
+"""Run the two PyTorch ONNX exporters with dynconv's custom nodes.
+
+Both produce the "trt" flavour first: one custom-domain node per core op. The "onnx" flavour is
+derived from it (see :mod:`reference_graph`) or, for the torch.export-based exporter, by
+decomposing each op with its PyTorch reference before export.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from typing import Any, Sequence
+
+import onnx
+import torch
+from torch.export import Dim
+
+from ..plugins.registration import reference_of, split_args
+from ..plugins.registry import all_specs
+from ..plugins.spec import DOMAIN, OpSpec
+from .custom_nodes import dynamo_trt_table, register_torchscript_symbolics, unregister_torchscript_symbolics
+from .opset import downconvert
+from .options import DYNAMIC_AXES, ExportOptions
+
+log = logging.getLogger(__name__)
+
+
+def export_dynamo(model: torch.nn.Module | torch.export.ExportedProgram, args: Sequence[torch.Tensor],
+                  options: ExportOptions, input_names: list[str], output_names: list[str]) -> onnx.ModelProto:
+    """torch.export the model, map core ops to custom nodes or references, then ONNX-export."""
+    program = model if isinstance(model, torch.export.ExportedProgram) else _torch_export(model, args, options)
+    table = dynamo_trt_table() if options.target == "trt" else _reference_table()
+    program = program.run_decompositions(table)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_program = torch.onnx.export(program, tuple(args), dynamo=True, opset_version=max(options.resolved_opset, 18),
+                                         input_names=input_names, output_names=output_names, verbose=False,
+                                         optimize=True)
+    return downconvert(onnx_program.model_proto, options.resolved_opset)
+
+
+def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions,
+                       input_names: list[str], output_names: list[str]) -> onnx.ModelProto:
+    """TorchScript-exporter export with the custom-node symbolics registered."""
+    opset = options.resolved_opset
+    dynamic_axes = _dynamic_axes(args, input_names, options)
+    buffer = io.BytesIO()
+    register_torchscript_symbolics(opset)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset,
+                              input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes or None, custom_opsets={DOMAIN: 1},
+                              do_constant_folding=True)
+    finally:
+        unregister_torchscript_symbolics(opset)
+    return onnx.load_model_from_string(buffer.getvalue())
+
+
+def _torch_export(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions) -> torch.export.ExportedProgram:
+    names = _forward_arg_names(model, len(args))
+    shapes: dict[str, Any] = {}
+    for name, arg in zip(names, args):
+        spec: dict[int, Any] = {}
+        if isinstance(arg, torch.Tensor) and arg.dim() == 4:
+            spec = {axis: Dim.DYNAMIC for key, axis in DYNAMIC_AXES.items() if key in options.dynamic}
+        elif isinstance(arg, torch.Tensor) and arg.dim() >= 1 and "batch" in options.dynamic:
+            spec = {0: Dim.DYNAMIC}
+        shapes[name] = spec or None
+    return torch.export.export(model, tuple(args), dynamic_shapes=shapes if options.dynamic else None, strict=False)
+
+
+def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
+    import inspect
+
+    params = [p for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in params[:count]]
+
+
+def _reference_table() -> dict:
+    def decomposition(spec: OpSpec):
+        reference = reference_of(spec)
+
+        def run(*args: Any) -> torch.Tensor:
+            tensors, attrs = split_args(spec, args)
+            return reference(*tensors, **spec.normalize(attrs))
+
+        return run
+
+    return {getattr(torch.ops.dynconv, s.torch_name).default: decomposition(s) for s in all_specs()}
+
+
+def _dynamic_axes(args: Sequence[torch.Tensor], input_names: list[str], options: ExportOptions) -> dict:
+    axes: dict[str, dict[int, str]] = {}
+    for name, arg in zip(input_names, args):
+        if not isinstance(arg, torch.Tensor):
+            continue
+        if arg.dim() == 4:
+            picked = {axis: key for key, axis in DYNAMIC_AXES.items() if key in options.dynamic}
+        else:
+            picked = {0: "batch"} if "batch" in options.dynamic and arg.dim() >= 1 else {}
+        if picked:
+            axes[name] = picked
+    return axes
