@@ -12,6 +12,7 @@ from ..plugins.errors import DynconvError
 from .fp16 import convert_to_fp16
 from .options import ExportOptions, io_names
 from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, set_ir_version
+from .shapes import infer_shapes_with_custom_nodes
 from .reference_graph import record_calls, splice_references
 from .torch_export import export_dynamo, export_torchscript
 
@@ -43,12 +44,14 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
         module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
         proto = export_torchscript(module, args, options, input_names, output_names)
         if options.target == "onnx":
+            typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic))
             proto = splice_references(proto, record_calls(module, args), options.resolved_opset)
+            _copy_output_types(typed, proto)
 
     proto = cleanup(proto)
     proto = rename_dynamic_dims(proto, options.dynamic)
     check_dynamic_dims(proto, options.dynamic)
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    proto = infer_shapes_with_custom_nodes(proto)
     if options.fp16:
         proto = convert_to_fp16(proto)
     proto = set_ir_version(proto)
@@ -73,3 +76,11 @@ def _run(model: Model, args: tuple) -> list[torch.Tensor]:
     if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
         return list(out)
     raise DynconvError(f"the model must return a tensor or a tuple of tensors, got {type(out).__name__}")
+
+
+def _copy_output_types(source: onnx.ModelProto, target: onnx.ModelProto) -> None:
+    """Keep the spec-derived output shapes of ``source`` on ``target``'s graph outputs."""
+    types = {o.name: o.type for o in source.graph.output}
+    for value in target.graph.output:
+        if value.name in types:
+            value.type.CopyFrom(types[value.name])

@@ -16,6 +16,7 @@ from torch.onnx import symbolic_helper
 from ..plugins.registration import split_args
 from ..plugins.registry import all_specs
 from ..plugins.spec import DOMAIN, OpSpec
+from .shapes import _Unknown
 
 PLUGIN_VERSION_ATTR = "plugin_version"
 _TS_PARSE = {"int": "i", "float": "f", "ints": "is", "str": "s"}
@@ -93,16 +94,6 @@ def _output_type(spec: OpSpec, tensors: list, attrs: dict[str, Any]) -> Any:
     out = spec.infer_shapes(shapes, attrs)[0]
     dims = [d if isinstance(d, int) else None for d in out]
     return tensors[0].type().with_sizes(dims)
-
-
-class _Unknown:
-    """An unknown size: any arithmetic with it stays unknown."""
-
-    def _op(self, *_: Any) -> "_Unknown":
-        return self
-
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _op
-    __floordiv__ = __rfloordiv__ = __neg__ = _op
 
 
 def _suffix(value: Any) -> str:

@@ -1,0 +1,144 @@
+"""Give custom nodes symbolic output shapes from their specs, so shape inference runs through them.
+
+ONNX shape inference knows nothing of the ``dynconv`` domain and stops at custom nodes. Each spec's
+shape rule is evaluated on the node's input shapes, with symbolic dims carried as expressions
+(``((height + 1)//2)``), alternating with ONNX inference until nothing changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from ..plugins.registry import get_spec
+from ..plugins.spec import DOMAIN
+
+
+class SymDim:
+    """A symbolic size kept as a linear form ``sum(coeff*atom) + const``; ``//`` by an int that
+    does not divide every term makes a new atom. Prints like ``((height + 1)//2)``."""
+
+    def __init__(self, atom: str | None = None, terms: dict[str, int] | None = None, const: int = 0) -> None:
+        self.terms = dict(terms or {})
+        if atom is not None:
+            self.terms[atom] = self.terms.get(atom, 0) + 1
+        self.const = const
+
+    @staticmethod
+    def _lift(value: Any) -> "SymDim":
+        return value if isinstance(value, SymDim) else SymDim(const=int(value))
+
+    def _combine(self, other: Any, sign: int) -> "SymDim":
+        other = self._lift(other)
+        terms = dict(self.terms)
+        for atom, coeff in other.terms.items():
+            terms[atom] = terms.get(atom, 0) + sign * coeff
+        return SymDim(terms={a: c for a, c in terms.items() if c}, const=self.const + sign * other.const)
+
+    def __add__(self, o): return self._combine(o, 1)
+    __radd__ = __add__
+    def __sub__(self, o): return self._combine(o, -1)
+    def __rsub__(self, o): return self._lift(o)._combine(self, -1)
+    def __neg__(self): return SymDim(const=0)._combine(self, -1)
+
+    def __mul__(self, o):
+        if isinstance(o, SymDim):
+            return SymDim(f"({self.expr}*{o.expr})")
+        return SymDim(terms={a: c * o for a, c in self.terms.items() if c * o}, const=self.const * o)
+    __rmul__ = __mul__
+
+    def __floordiv__(self, o):
+        if isinstance(o, SymDim):
+            return SymDim(f"({self.expr}//{o.expr})")
+        if all(c % o == 0 for c in self.terms.values()) and self.const % o == 0:
+            return SymDim(terms={a: c // o for a, c in self.terms.items()}, const=self.const // o)
+        return SymDim(f"({self.expr}//{o})")
+
+    def __rfloordiv__(self, o): return SymDim(f"({o}//{self.expr})")
+
+    @property
+    def expr(self) -> str:
+        parts = []
+        for atom, coeff in self.terms.items():
+            parts.append(atom if coeff == 1 else f"{coeff}*{atom}")
+        if self.const or not parts:
+            parts.append(str(self.const))
+        text = " + ".join(parts).replace("+ -", "- ")
+        return text if len(parts) == 1 else f"({text})"
+
+
+class _Unknown:
+    """A size nothing is known about; arithmetic keeps it unknown."""
+
+    def _op(self, *_: Any) -> "_Unknown":
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _op
+    __floordiv__ = __rfloordiv__ = __neg__ = _op
+
+
+def _dims(value: onnx.ValueInfoProto | None) -> tuple | None:
+    if value is None or not value.type.tensor_type.HasField("shape"):
+        return None
+    out = []
+    for d in value.type.tensor_type.shape.dim:
+        out.append(d.dim_value if d.HasField("dim_value") else SymDim(d.dim_param) if d.dim_param else _Unknown())
+    return tuple(out)
+
+
+def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+
+
+def _annotate_once(model: onnx.ModelProto) -> bool:
+    graph = model.graph
+    known = {v.name: v for v in [*graph.input, *graph.value_info, *graph.output]}
+    changed = False
+    for node in graph.node:
+        if node.domain != DOMAIN or node.output[0] in {v.name for v in graph.value_info}:
+            continue
+        shapes = [_dims(known.get(name)) for name in node.input]
+        if any(s is None for s in shapes):
+            continue
+        spec = get_spec(node.op_type)
+        attrs, present = spec.parse_node_attributes(_node_attrs(node))
+        it = iter(shapes)
+        ordered = [next(it) if (not t.optional or present[t.name]) else None for t in spec.inputs]
+        out_shape = spec.infer_shapes(ordered, attrs)[0]
+        elem = known[node.input[0]].type.tensor_type.elem_type
+        dims = [d if isinstance(d, int) else d.expr if isinstance(d, SymDim) else None for d in out_shape]
+        graph.value_info.append(onnx.helper.make_tensor_value_info(node.output[0], elem, dims))
+        changed = True
+    return changed
+
+
+def _placeholder(dim_param: str) -> bool:
+    """Names exporters invent for sizes they could not express."""
+    return dim_param.startswith("unk__") or any(dim_param.endswith(f"_dim_{i}") for i in range(8))
+
+
+def infer_shapes_with_custom_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference plus spec-driven shapes for every custom node."""
+    graph = model.graph
+    custom_outputs = {o for n in graph.node if n.domain == DOMAIN for o in n.output}
+    kept = [v for v in graph.value_info if v.name not in custom_outputs
+            and not any(_placeholder(d.dim_param) for d in v.type.tensor_type.shape.dim)]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    outputs = {o.name for o in graph.output}
+    for value in graph.output:  # let inference re-derive outputs the exporter could not name
+        if any(_placeholder(d.dim_param) for d in value.type.tensor_type.shape.dim):
+            value.type.tensor_type.ClearField("shape")
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    for _ in range(len(model.graph.node) + 1):
+        if not _annotate_once(model):
+            break
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    for value in model.graph.output:
+        if value.name in outputs and not value.type.tensor_type.HasField("shape"):
+            info = next((v for v in model.graph.value_info if v.name == value.name), None)
+            if info is not None:
+                value.type.CopyFrom(info.type)
+    return model
