@@ -1,7 +1,9 @@
 """dynconv.export: PyTorch models with dynamic convolutions to ONNX (TensorRT-plugin or reference flavour)."""
 
-from .. import plugins as _plugins  # noqa: F401  (registers every core op)
-from .api import export_model
+from ..plugins import load_ops
+
+load_ops()
+from .api import export_model  # noqa: E402
 from .options import ExportOptions
 
 __all__ = ["ExportOptions", "export_model"]

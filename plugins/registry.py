@@ -18,8 +18,15 @@ def register_spec(spec: OpSpec) -> OpSpec:
     return spec
 
 
+def _load_ops() -> None:
+    from . import load_ops
+
+    load_ops()
+
+
 def all_specs() -> list[OpSpec]:
-    """Every registered core-op spec, each once, in registration order."""
+    """Every core-op spec, each once, in registration order (loads the op packages)."""
+    _load_ops()
     seen: dict[str, OpSpec] = {}
     for spec in _SPECS.values():
         seen.setdefault(spec.name, spec)
@@ -28,6 +35,8 @@ def all_specs() -> list[OpSpec]:
 
 def get_spec(name: str) -> OpSpec:
     """The spec registered under ``name`` (op name, torch name or alias)."""
+    if name not in _SPECS:
+        _load_ops()
     try:
         return _SPECS[name]
     except KeyError:

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # the check ran and found a mismatch

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 from ._cli import EXIT_OK, make_parser, require_file, run_main
 from .metadata import metadata_path_for
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", type=int, metavar="MiB", help="builder workspace limit in MiB")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache to read and update")
     p.add_argument("--tactic-sources", metavar="LIST",
-                   help="'default' or edits like -CUBLAS,-CUDNN,+CUBLAS_LT "
+                   help="'default' or edits, e.g. --tactic-sources=-CUBLAS,-CUDNN,+CUBLAS_LT "
                         "(default: drop CUBLAS, CUBLAS_LT, CUDNN on TensorRT < 10)")
     return p
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 from . import plugin_lib, trt_compat
 from ._cli import atomic_write_bytes
@@ -50,7 +50,10 @@ def build(options: BuildOptions) -> EngineMetadata:
     if lib is not None and hasattr(trt, "init_libnvinfer_plugins"):
         trt.init_libnvinfer_plugins(logger, "")
 
-    builder = trt.Builder(logger)
+    try:
+        builder = trt.Builder(logger)
+    except TypeError:  # pybind11 "factory function returned nullptr"
+        builder = None
     if builder is None:
         raise DynconvError("TensorRT could not create a builder (CUDA initialisation failed?)")
     network = builder.create_network(trt_compat.network_flags(trt, options.strongly_typed))

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 _CUDART: ModuleType | None = None
 

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 from .tensors import TensorSpec
 

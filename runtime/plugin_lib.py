@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 from .metadata import sha256_file
 

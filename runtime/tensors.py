@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 Dim = int | None
 """One dimension of a tensor spec: a fixed size, or ``None`` when it is dynamic."""

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dynconv.plugins.errors import DynconvError
+from .errors import DynconvError
 
 log = logging.getLogger("dynconv.runtime")
 
@@ -34,10 +34,16 @@ def version_tuple(version: str) -> tuple[int, ...]:
     """``"8.6.1.post1"`` -> ``(8, 6, 1)``."""
     out = []
     for part in version.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
         if not digits:
             break
         out.append(int(digits))
+        if len(digits) < len(part):  # "1rc2", "1+cuda": the rest is a suffix
+            break
     return tuple(out)
 
 

@@ -1,0 +1,93 @@
+"""Optional PyTorch reference for check/bench; torch is imported only when this is used."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DynconvError
+
+
+class TorchModel:
+    """A PyTorch model run eagerly on numpy feeds (positional, in the ONNX input order)."""
+
+    name = "torch-eager"
+
+    def __init__(self, model, input_names: Sequence[str], output_names: Sequence[str], device: str = "cpu") -> None:
+        import torch  # noqa: PLC0415
+
+        self.torch = torch
+        self.device = device
+        self.model = model.to(device).eval() if hasattr(model, "to") else model
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
+        with torch.inference_mode():
+            out = self.model(*args)
+        if isinstance(out, torch.Tensor):
+            out = (out,)
+        elif isinstance(out, Mapping):
+            out = tuple(out.values())
+        out = tuple(out)
+        if len(out) != len(self.output_names):
+            raise DynconvError(f"the PyTorch model returned {len(out)} outputs, the ONNX has {len(self.output_names)}")
+        if self.device != "cpu":
+            torch.cuda.synchronize()
+        return {n: t.detach().float().cpu().numpy() if t.dtype == torch.bfloat16 else t.detach().cpu().numpy()
+                for n, t in zip(self.output_names, out)}
+
+
+def load_torch_model(path: str | os.PathLike | None, example: str | None):
+    """An ``nn.Module``: ``example`` builds ``dynconv.export.examples.build_example(example)`` and
+    loads ``path`` as its state dict when given; otherwise ``path`` is a TorchScript file, a
+    ``torch.export`` ``.pt2`` program or a pickled module."""
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError as exc:
+        raise DynconvError("--torch-model needs PyTorch: pip install torch") from exc
+    if example is not None:
+        try:
+            from dynconv.export.examples import EXAMPLES, build_example  # noqa: PLC0415
+        except ImportError as exc:
+            raise DynconvError(f"dynconv.export.examples is unavailable: {exc}") from exc
+        if example not in EXAMPLES:
+            raise DynconvError(f"unknown example {example!r}; choose from {sorted(EXAMPLES)}")
+        model, _ = build_example(example)
+        if path is not None:
+            state = torch.load(_existing(path), map_location="cpu", weights_only=True)
+            if isinstance(state, Mapping) and "state_dict" in state:
+                state = state["state_dict"]
+            try:
+                model.load_state_dict(state)
+            except (RuntimeError, TypeError) as exc:
+                raise DynconvError(f"{path} is not a state dict of example {example!r}: {str(exc).splitlines()[0]}") from exc
+        return model
+    if path is None:
+        raise DynconvError("give --torch-model FILE and/or --example NAME")
+    p = _existing(path)
+    if p.suffix == ".pt2":
+        return torch.export.load(str(p)).module()
+    try:
+        return torch.jit.load(str(p), map_location="cpu")
+    except (RuntimeError, ValueError):
+        pass
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise DynconvError(f"cannot load PyTorch model {str(p)!r}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(obj, torch.nn.Module):
+        raise DynconvError(f"{str(p)!r} holds a {type(obj).__name__}, not a model; use --example NAME for a state dict")
+    return obj
+
+
+def _existing(path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DynconvError(f"PyTorch model {str(p)!r} does not exist")
+    return p
