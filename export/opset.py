@@ -44,9 +44,23 @@ def downconvert(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     for node in converted.graph.node:
         if node.domain == _PARKED_DOMAIN:
             node.domain = ""
+        _drop_foreign_reduce_attribute(node, target)
     kept = [o for o in converted.opset_import if o.domain != _PARKED_DOMAIN]
     del converted.opset_import[:]
     converted.opset_import.extend(kept)
     have = {o.domain for o in converted.opset_import}
     converted.opset_import.extend(o for o in custom if o.domain not in have)
     return converted
+
+
+def _drop_foreign_reduce_attribute(node: onnx.NodeProto, target: int) -> None:
+    """The C converter moves Reduce* axes back to an attribute but keeps ``noop_with_empty_axes``,
+    which only ReduceSum has before opset 18; with explicit axes it has no effect, so drop it."""
+    if target >= 18 or not node.op_type.startswith("Reduce") or node.op_type == "ReduceSum":
+        return
+    if not any(a.name == "axes" for a in node.attribute):
+        return
+    kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
+    if len(kept) != len(node.attribute):
+        del node.attribute[:]
+        node.attribute.extend(kept)
