@@ -36,17 +36,17 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
     input_names = io_names(options.input_names, len(args), "input")
     output_names = io_names(options.output_names, len(outputs), "output")
 
-    if options.exporter == "dynamo":
-        if isinstance(model, torch.jit.ScriptModule):
-            raise DynconvError("TorchScript models export with --exporter torchscript (torch.export cannot trace them)")
-        proto = export_dynamo(model, args, options, input_names, output_names)
-    else:
-        module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
-        proto = export_torchscript(module, args, options, input_names, output_names)
-        if options.target == "onnx":
-            typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic))
-            proto = splice_references(proto, record_calls(module, args), options.resolved_opset)
-            _copy_output_types(typed, proto)
+    if options.exporter == "dynamo" and isinstance(model, torch.jit.ScriptModule):
+        raise DynconvError("TorchScript models export with --exporter torchscript (torch.export cannot trace them)")
+    try:
+        proto = _export(model, args, options, input_names, output_names)
+    except DynconvError:
+        raise
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        other = "torchscript" if options.exporter == "dynamo" else "dynamo"
+        raise DynconvError(f"the {options.exporter} exporter failed: {type(exc).__name__}: "
+                           f"{' '.join(lines[:2])[:400]} (try --exporter {other})") from None
 
     proto = cleanup(proto)
     proto = rename_dynamic_dims(proto, options.dynamic)
@@ -57,6 +57,19 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
     proto = set_ir_version(proto)
     proto.producer_name = "dynconv"
     check_model(proto)
+    return proto
+
+
+def _export(model: Model, args: tuple, options: ExportOptions, input_names: list[str],
+            output_names: list[str]) -> onnx.ModelProto:
+    if options.exporter == "dynamo":
+        return export_dynamo(model, args, options, input_names, output_names)
+    module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
+    proto = export_torchscript(module, args, options, input_names, output_names)
+    if options.target == "onnx":
+        typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic))
+        proto = splice_references(proto, record_calls(module, args), options.resolved_opset)
+        _copy_output_types(typed, proto)
     return proto
 
 

@@ -1,0 +1,128 @@
+"""The C++ per-output math (libdynconv_cpuref.so, shared with the CUDA kernels) vs the PyTorch reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dynconv.plugins as P
+from dynconv.plugins import native
+
+# (op, attrs, N, C, H, W, extra) -- extra: DRConv output channels
+CASES = {
+    "involution": [
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1), 1, 4, 7, 7),
+        (dict(kernel_size=[3, 3], stride=[2, 2], padding=[1, 1], dilation=[1, 1], groups=2), 2, 8, 9, 8),
+        (dict(kernel_size=[3, 5], stride=[2, 1], padding=[1, 2], dilation=[2, 1], groups=4), 2, 8, 11, 9),
+        (dict(kernel_size=[7, 7], stride=[1, 1], padding=[3, 3], dilation=[1, 1], groups=2), 1, 4, 10, 10),
+        (dict(kernel_size=[5, 3], stride=[1, 2], padding=[0, 3], dilation=[1, 2], groups=1), 3, 2, 8, 13),
+    ],
+    "ddf": [
+        (dict(kernel_size=3, dilation=1, stride=1, combine="mul"), 1, 4, 7, 7),
+        (dict(kernel_size=3, dilation=2, stride=2, combine="add"), 2, 3, 9, 8),
+        (dict(kernel_size=5, dilation=1, stride=2, combine="mul"), 2, 5, 11, 10),
+        (dict(kernel_size=1, dilation=1, stride=1, combine="add"), 1, 2, 5, 6),
+        (dict(kernel_size=3, dilation=2, stride=1, combine="mul"), 3, 4, 8, 5),
+    ],
+    "drconv": [
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=4), 1, 3, 7, 7, 5),
+        (dict(kernel_size=[3, 3], stride=[2, 2], padding=[1, 1], dilation=[2, 2], region_num=3), 2, 4, 9, 8, 2),
+        (dict(kernel_size=[3, 1], stride=[2, 1], padding=[1, 0], dilation=[1, 1], region_num=2), 2, 2, 11, 6, 3),
+        (dict(kernel_size=[1, 1], stride=[1, 1], padding=[0, 0], dilation=[1, 1], region_num=8), 1, 5, 4, 5, 4),
+    ],
+}
+
+
+def _implemented() -> set[str]:
+    return {t["torch_name"] for t in native.op_tables() if t["cpu"]}
+
+
+def _inputs(op: str, attrs: dict, n: int, c: int, h: int, w: int, extra: list, rng) -> list[np.ndarray]:
+    spec = P.get_spec(op)
+    norm = spec.normalize(attrs)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    if op == "involution":
+        kh, kw = norm["kernel_size"]
+        _, _, ho, wo = spec.infer_shapes([x.shape, None], norm)[0]
+        return [x, rng.standard_normal((n, norm["groups"] * kh * kw, ho, wo)).astype(np.float32)]
+    if op == "ddf":
+        k = norm["kernel_size"]
+        _, _, ho, wo = spec.infer_shapes([x.shape, None, None], norm)[0]
+        return [x, rng.standard_normal((n, c, k, k)).astype(np.float32),
+                rng.standard_normal((n, k * k, ho, wo)).astype(np.float32)]
+    if op == "drconv":
+        kh, kw = norm["kernel_size"]
+        m, o = norm["region_num"], extra[0]
+        filters = rng.standard_normal((n, m, o, c, kh, kw)).astype(np.float32)
+        _, _, ho, wo = spec.infer_shapes([x.shape, None, filters.shape], norm)[0]
+        return [x, rng.standard_normal((n, m, ho, wo)).astype(np.float32), filters]
+    raise AssertionError(op)
+
+
+def _reference(op: str, arrays: list[np.ndarray], attrs: dict) -> np.ndarray:
+    spec = P.get_spec(op)
+    norm = spec.normalize(attrs)
+    fn = getattr(torch.ops.dynconv, spec.torch_name)
+    with torch.no_grad():
+        out = fn(*[torch.from_numpy(a.astype(np.float64)) for a in arrays], *[norm[a.name] for a in spec.attributes])
+    return out.numpy()
+
+
+PARAMS = [pytest.param(op, case[0], case[1:5], list(case[5:]), id=f"{op}-{k}")
+          for op, cases in CASES.items() for k, case in enumerate(cases)]
+
+
+@pytest.mark.parametrize("op,attrs,dims,extra", PARAMS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cpuref_matches_torch(op, attrs, dims, extra, precision):
+    n, c, h, w = dims
+    if op not in {s.torch_name for s in P.all_specs()}:
+        pytest.skip(f"no spec for {op} yet")
+    if op not in _implemented():
+        pytest.fail(f"{op} has a spec but no C++ implementation in the CPU reference build")
+    rng = np.random.default_rng(abs(hash((op, n, c, h, w))) % 2**32)
+    arrays = _inputs(op, attrs, n, c, h, w, extra, rng)
+    if precision == "fp16":
+        arrays = [a.astype(np.float16).astype(np.float32) for a in arrays]
+    ref = _reference(op, arrays, attrs)
+    got = native.run_reference(op, arrays, attrs)
+    assert got.shape == ref.shape
+    scale = max(1.0, float(np.abs(ref).max()))
+    if precision == "fp16":
+        got = got.astype(np.float16).astype(np.float32)  # FP16 output, FP32 accumulation
+        tol = 1e-2 * scale
+    else:
+        tol = 1e-4 * scale
+    err = float(np.abs(got - ref).max())
+    assert err <= tol, f"{op} {attrs}: max abs err {err:.3g} > {tol:.3g}"
+
+
+def test_cpuref_rejects_bad_shapes():
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    w = np.zeros((1, 9, 7, 7), np.float32)  # wrong spatial size for k=3, p=1
+    with pytest.raises(P.DynconvError, match="weight shape"):
+        native.run_reference("involution", [x, w], dict(kernel_size=[3, 3], padding=[1, 1]))
+
+
+@pytest.mark.parametrize("attrs,match", [
+    (dict(kernel_size=[3, 3, 3]), "exactly 2 values"),
+    (dict(stride=[0, 1]), "below the minimum"),
+    (dict(groups=1.5), "must be of type"),
+    (dict(bogus=1), "unknown field"),
+])
+def test_cpp_field_validation(attrs, match):
+    with pytest.raises(P.DynconvError, match=match):
+        native.check_fields("DynconvInvolution", attrs)
+
+
+def test_cpp_field_validation_choices_and_required():
+    if "ddf" in _implemented():
+        with pytest.raises(P.DynconvError, match="not one of"):
+            native.check_fields("DynconvDDF", dict(combine="max"))
+    for spec in P.all_specs():
+        for a in spec.onnx_attributes:
+            if a.required:
+                with pytest.raises(P.DynconvError, match="required"):
+                    native.check_fields(spec.name, {})
+                break

@@ -1,0 +1,90 @@
+"""Export passes on their own: opset down-conversion, FP16, dynamic-dim checks, node validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from dynconv.export import ExportOptions, export_model
+from dynconv.export.fp16 import convert_to_fp16
+from dynconv.export.opset import default_opset, downconvert
+from dynconv.export.postprocess import validate_custom_node
+from dynconv.export.shapes import SymDim
+from dynconv.plugins.errors import DynconvError
+from dynconv.plugins.involution import INVOLUTION
+from parity import assert_close_scaled, run_onnxruntime
+
+
+def _model_18():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 5, 5])
+    pads = helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"]),
+             helper.make_node("ReduceMean", ["p", "axes"], ["m"], keepdims=1),
+             helper.make_node("Sub", ["p", "m"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [x], [y], [pads, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    return model
+
+
+def test_downconvert_pad_and_reduce_mean_to_17():
+    model = _model_18()
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 3)).astype(np.float32)
+    want = run_onnxruntime(model, [x])[0]
+    converted = downconvert(model, 17)
+    onnx.checker.check_model(converted)
+    assert default_opset(converted) == 17
+    reduce = next(n for n in converted.graph.node if n.op_type == "ReduceMean")
+    assert {a.name for a in reduce.attribute} == {"axes", "keepdims"}
+    assert_close_scaled(run_onnxruntime(converted, [x])[0], want, 1e-6)
+
+
+def test_fp16_conversion_runs_and_stays_close():
+    model = _model_18()
+    x = np.random.default_rng(1).standard_normal((1, 2, 3, 3)).astype(np.float32)
+    want = run_onnxruntime(model, [x])[0]
+    half = convert_to_fp16(model)
+    assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
+    assert_close_scaled(run_onnxruntime(half, [x.astype(np.float16)])[0], want, 1e-2)
+
+
+def test_symbolic_dims_simplify():
+    h = SymDim("height")
+    assert ((h + 2 - 3) // 1 + 1).expr == "height"
+    assert ((h + 1) // 2).expr == "((height + 1)//2)"
+    assert (2 * h // 2).expr == "height"
+
+
+def test_dynamic_axis_that_gets_specialised_is_reported():
+    class Specialising(torch.nn.Module):
+        def forward(self, x):
+            return x.reshape(int(x.shape[0]) * 0 + 2, -1)
+
+    with pytest.raises(DynconvError, match="dynamo exporter failed.*specialized"):
+        export_model(Specialising(), (torch.randn(2, 3, 4, 4),),
+                     ExportOptions(target="onnx", exporter="dynamo", dynamic=("batch",)))
+
+
+def test_validate_custom_node_rejects_spec_drift():
+    attrs = INVOLUTION.node_attributes({}, {})
+    good = helper.make_node("DynconvInvolution", ["x", "w"], ["y"], domain="dynconv", plugin_version="1", **attrs)
+    validate_custom_node(good)
+    extra = helper.make_node("DynconvInvolution", ["x", "w"], ["y"], domain="dynconv", plugin_version="1",
+                             bogus=1, **attrs)
+    with pytest.raises(DynconvError, match="differ from the spec"):
+        validate_custom_node(extra)
+    old = helper.make_node("DynconvInvolution", ["x", "w"], ["y"], domain="dynconv", plugin_version="2", **attrs)
+    with pytest.raises(DynconvError, match="plugin_version"):
+        validate_custom_node(old)
+
+
+def test_options_reject_unknown_values():
+    with pytest.raises(DynconvError, match="unknown target"):
+        ExportOptions(target="tensorrt")
+    with pytest.raises(DynconvError, match="unknown exporter"):
+        ExportOptions(exporter="jit")

@@ -1,0 +1,36 @@
+// Shared helpers for the per-output math headers: compiled by nvcc (host+device) and plain g++.
+#pragma once
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#define DYNCONV_HD __host__ __device__ __forceinline__
+#else
+#define DYNCONV_HD inline
+#endif
+
+namespace dynconv {
+
+DYNCONV_HD float to_float(float v) { return v; }
+#if defined(__CUDACC__)
+DYNCONV_HD float to_float(__half v) { return __half2float(v); }
+#endif
+
+//! Output size of a convolution window (floor division of a non-negative numerator).
+DYNCONV_HD long long conv_out_size(long long size, int kernel, int stride, int pad_begin, int pad_end, int dilation) {
+    return (size + pad_begin + pad_end - static_cast<long long>(dilation) * (kernel - 1) - 1) / stride + 1;
+}
+
+} // namespace dynconv
+
+namespace dynconv {
+
+template <typename T>
+DYNCONV_HD T from_float(float v);
+template <>
+DYNCONV_HD float from_float<float>(float v) { return v; }
+#if defined(__CUDACC__)
+template <>
+DYNCONV_HD __half from_float<__half>(float v) { return __float2half_rn(v); }
+#endif
+
+} // namespace dynconv

@@ -1,0 +1,34 @@
+// Host-side description of one op call (shapes + attributes), shared by plugins and the CPU reference.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/fields.h"
+
+namespace dynconv {
+
+using Shape = std::vector<int64_t>;  //!< empty = absent optional input
+
+//! Throws ShapeError with a readable message when shapes do not fit the attributes.
+struct ShapeError : std::exception {
+    explicit ShapeError(std::string m) : msg(std::move(m)) {}
+    const char* what() const noexcept override { return msg.c_str(); }
+    std::string msg;
+};
+
+inline void require(bool ok, const std::string& message) {
+    if (!ok) throw ShapeError(message);
+}
+
+inline std::string shape_str(const Shape& s) {
+    std::string r = "[";
+    for (size_t k = 0; k < s.size(); ++k) r += (k ? ", " : "") + std::to_string(s[k]);
+    return r + "]";
+}
+
+//! True when the optional input `name` is flagged present by its `with_<name>` field.
+inline bool input_present(const Attrs& a, const char* name) { return a.i((std::string("with_") + name).c_str()) != 0; }
+
+} // namespace dynconv

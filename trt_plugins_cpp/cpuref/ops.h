@@ -1,0 +1,31 @@
+// The ops the CPU reference library can run (each guarded by its generated DYNCONV_SPEC_* macro).
+#pragma once
+
+#include "dynconv_op_tables.h"
+#include "ddf/ddf_op.h"
+#include "drconv/drconv_op.h"
+#include "involution/involution_op.h"
+
+namespace dynconv {
+
+using CpuRunFn = Shape (*)(const Attrs&, const std::vector<Shape>&, const std::vector<const float*>&, float*);
+
+struct CpuOp {
+    const char* torch_name;
+    CpuRunFn run;
+};
+
+static const CpuOp kCpuOps[] = {
+#ifdef DYNCONV_SPEC_INVOLUTION
+    {"involution", involution_run_cpu},
+#endif
+#ifdef DYNCONV_SPEC_DDF
+    {"ddf", ddf_run_cpu},
+#endif
+#ifdef DYNCONV_SPEC_DRCONV
+    {"drconv", drconv_run_cpu},
+#endif
+    {nullptr, nullptr},
+};
+
+} // namespace dynconv
