@@ -20,7 +20,7 @@ from ..plugins.drconv import DRConv2d
 from ..plugins.dynamic_conv import CondConv2d, DynamicConv2d
 from ..plugins.errors import DynconvError
 from ..plugins.involution import Involution
-from ..plugins.skconv import SKConv
+from ..plugins.skconv import SKConv2d
 
 LayerFactory = Callable[[int, int], nn.Module]
 DEFAULT_INPUT_SHAPE = (1, 3, 64, 64)
@@ -103,7 +103,7 @@ def _condconv(c: int, s: int) -> nn.Module:
 
 
 def _skconv(c: int, s: int) -> nn.Module:
-    return SKConv(c, c, stride=s)
+    return SKConv2d(c, c, stride=s)
 
 
 def _family(make: LayerFactory, strided: bool = True) -> list[tuple[LayerFactory, int]]:

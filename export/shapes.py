@@ -119,26 +119,25 @@ def _placeholder(dim_param: str) -> bool:
     return dim_param.startswith("unk__") or any(dim_param.endswith(f"_dim_{i}") for i in range(8))
 
 
+def _forget_placeholders(values) -> None:
+    """Turn invented dim names into unknown dims (rank kept), so inference can fill them."""
+    for value in values:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param and _placeholder(dim.dim_param):
+                dim.Clear()
+
+
 def infer_shapes_with_custom_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     """ONNX shape inference plus spec-driven shapes for every custom node."""
     graph = model.graph
     custom_outputs = {o for n in graph.node if n.domain == DOMAIN for o in n.output}
-    kept = [v for v in graph.value_info if v.name not in custom_outputs
-            and not any(_placeholder(d.dim_param) for d in v.type.tensor_type.shape.dim)]
+    kept = [v for v in graph.value_info if v.name not in custom_outputs]
     del graph.value_info[:]
     graph.value_info.extend(kept)
-    outputs = {o.name for o in graph.output}
-    for value in graph.output:  # let inference re-derive outputs the exporter could not name
-        if any(_placeholder(d.dim_param) for d in value.type.tensor_type.shape.dim):
-            value.type.tensor_type.ClearField("shape")
+    _forget_placeholders([*graph.value_info, *graph.output])
     model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     for _ in range(len(model.graph.node) + 1):
         if not _annotate_once(model):
             break
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    for value in model.graph.output:
-        if value.name in outputs and not value.type.tensor_type.HasField("shape"):
-            info = next((v for v in model.graph.value_info if v.name == value.name), None)
-            if info is not None:
-                value.type.CopyFrom(info.type)
     return model

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 def export_dynamo(model: torch.nn.Module | torch.export.ExportedProgram, args: Sequence[torch.Tensor],
                   options: ExportOptions, input_names: list[str], output_names: list[str]) -> onnx.ModelProto:
     """torch.export the model, map core ops to custom nodes or references, then ONNX-export."""
+    if not isinstance(model, torch.export.ExportedProgram):
+        args = _widen_size_one_dynamic_dims(args, options)
     program = model if isinstance(model, torch.export.ExportedProgram) else _torch_export(model, args, options)
     table = dynamo_trt_table() if options.target == "trt" else _reference_table()
     program = program.run_decompositions(table)
@@ -70,6 +72,19 @@ def _torch_export(model: torch.nn.Module, args: Sequence[torch.Tensor], options:
             spec = {0: Dim.DYNAMIC}
         shapes[name] = spec or None
     return torch.export.export(model, tuple(args), dynamic_shapes=shapes if options.dynamic else None, strict=False)
+
+
+def _widen_size_one_dynamic_dims(args: Sequence[torch.Tensor], options: ExportOptions) -> tuple:
+    """torch.export specialises dims of size 0/1; trace with 2 where such a dim is requested dynamic."""
+    widened = []
+    for arg in args:
+        if isinstance(arg, torch.Tensor) and arg.dim() >= 1:
+            axes = [a for k, a in DYNAMIC_AXES.items() if k in options.dynamic and (arg.dim() == 4 or a == 0)]
+            for axis in axes:
+                if axis < arg.dim() and arg.shape[axis] == 1:
+                    arg = torch.cat([arg, arg], dim=axis)
+        widened.append(arg)
+    return tuple(widened)
 
 
 def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
