@@ -109,12 +109,16 @@ def _reference_table() -> dict:
 
 
 def _dynamic_axes(args: Sequence[torch.Tensor], input_names: list[str], options: ExportOptions) -> dict:
+    """Batch is shared by all inputs; height/width are named per input (their sizes may differ)."""
     axes: dict[str, dict[int, str]] = {}
+    first_image = True
     for name, arg in zip(input_names, args):
         if not isinstance(arg, torch.Tensor):
             continue
         if arg.dim() == 4:
-            picked = {axis: key for key, axis in DYNAMIC_AXES.items() if key in options.dynamic}
+            picked = {axis: key if key == "batch" or first_image else f"{key}_{name}"
+                      for key, axis in DYNAMIC_AXES.items() if key in options.dynamic}
+            first_image = False
         else:
             picked = {0: "batch"} if "batch" in options.dynamic and arg.dim() >= 1 else {}
         if picked:
