@@ -1,0 +1,263 @@
+// Deformable convolution (DCNv1 / DCNv2, torchvision layout): the host/device math shared by the CUDA
+// kernel and the CPU reference build.
+//
+//   out[n,o,i,j] = bias[o] + sum_{c in group(o)} sum_{u,v} weight[o, c', u, v] * m * bilinear(x[n,c], y, x)
+//   y = i*sh - ph + u*dh + dy,  x = j*sw - pw + v*dw + dx,   k = u*kw + v,  q = (c / (Cin/offset_groups))*kh*kw + k
+//   (dy, dx) = offset[n, 2q, i, j], offset[n, 2q+1, i, j];   m = mask[n, q, i, j] (1 without mask)
+//   bilinear: 0 unless -1 < y < H and -1 < x < W; corners outside the image read 0.
+//
+// The kernel is a fused implicit GEMM (no im2col buffer in global memory, no cuBLAS). Per conv group g the
+// GEMM is  Out[o, p] = sum_{tap, c} W[o, c, tap] * S[c, tap, p]  over output pixels p = (n, i, j) flattened.
+// One block owns a tile of BM output channels x BN pixels. Its K loop runs over taps and, inside a tap,
+// over the "segments" of the group's input channels that share one offset group; per segment the BN
+// bilinear descriptors (4 corner indices + 4 weights with the mask folded in) are computed once into
+// shared memory and reused for every channel of the segment; per chunk of BK channels the block samples
+// S[BK][BN] (FP32) and loads W[BK][BM] into shared memory, then every thread accumulates a TM x TN
+// micro-tile in FP32 registers. Bias is added in the epilogue.
+//
+// The block body is written once (deform_conv_block) against an "executor": on the GPU each thread runs
+// its own part and sync() is __syncthreads(); the CPU reference runs the same phases for all 256 thread
+// ids in turn, so the tiling/indexing that the kernel uses is exactly what the CPU tests check.
+#pragma once
+
+#include <math.h>
+
+#include "common/math_common.h"
+
+namespace dynconv {
+
+struct DeformConvParams {
+    int kh, kw, sh, sw, ph, pw, dh, dw, groups, offset_groups;
+    int with_mask, with_bias;
+    int N, Cin, H, W, Cout, Ho, Wo;  // runtime sizes (kh, kw also come from the weight shape)
+};
+
+//! Bilinear sample descriptor of one sampling point: plane offsets of the 4 corners (-1 = outside the
+//! image, reads 0) and their weights with the modulation scalar folded in.
+struct BilinearTap {
+    int idx[4];
+    float w[4];
+};
+
+//! torchvision's rule: a point is read when -1 < y < H and -1 < x < W; out-of-image corners count 0.
+DYNCONV_HD BilinearTap bilinear_tap(int H, int W, float y, float x, float m) {
+    BilinearTap t;
+    for (int q = 0; q < 4; ++q) { t.idx[q] = -1; t.w[q] = 0.f; }
+    if (!(y > -1.f && y < float(H) && x > -1.f && x < float(W))) return t;
+    const float fy = floorf(y), fx = floorf(x);
+    const int y0 = int(fy), x0 = int(fx);
+    const float ly = y - fy, lx = x - fx, hy = 1.f - ly, hx = 1.f - lx;
+    const bool top = y0 >= 0, bottom = y0 + 1 <= H - 1, left = x0 >= 0, right = x0 + 1 <= W - 1;
+    if (top && left) { t.idx[0] = y0 * W + x0; t.w[0] = hy * hx * m; }
+    if (top && right) { t.idx[1] = y0 * W + x0 + 1; t.w[1] = hy * lx * m; }
+    if (bottom && left) { t.idx[2] = (y0 + 1) * W + x0; t.w[2] = ly * hx * m; }
+    if (bottom && right) { t.idx[3] = (y0 + 1) * W + x0 + 1; t.w[3] = ly * lx * m; }
+    return t;
+}
+
+DYNCONV_HD int dc_min(int a, int b) { return a < b ? a : b; }
+
+// ---- tiling ----------------------------------------------------------------------------------------------
+
+//! Block tile: BM output channels x BN pixels, BK input channels per K step; TM x TN outputs per thread.
+template <int BM_, int BN_, int TM_, int TN_>
+struct DcTile {
+    static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, BK = 16;
+    static constexpr int TY = BM / TM, TX = BN / TN, kThreads = TX * TY;
+    static_assert(kThreads == 256, "deform conv tiles use 256 threads");
+    static_assert(BN <= kThreads, "one thread per pixel computes the bilinear descriptors");
+    static_assert(TN % 4 == 0 && TM >= 1, "pixel micro-tile read as float4");
+};
+using DcTileLarge = DcTile<64, 64, 4, 4>;    // Cout/groups > 16
+using DcTileMedium = DcTile<16, 128, 2, 4>;  // 4 < Cout/groups <= 16
+using DcTileSmall = DcTile<4, 256, 1, 4>;    // Cout/groups <= 4 (depthwise-like)
+
+enum class DcTileKind : int { kLarge = 0, kMedium = 1, kSmall = 2 };
+
+DYNCONV_HD DcTileKind deform_conv_tile_kind(const DeformConvParams& p) {
+    const int cog = p.Cout / p.groups;
+    return cog > 16 ? DcTileKind::kLarge : cog > 4 ? DcTileKind::kMedium : DcTileKind::kSmall;
+}
+
+template <class Cfg>
+struct DcSmem {
+    alignas(16) float s[Cfg::BK][Cfg::BN];  // sampled (and modulated) inputs of the chunk
+    alignas(16) float w[Cfg::BK][Cfg::BM];  // weights of the chunk
+    float tw[4][Cfg::BN];                   // bilinear descriptors of the segment, per pixel
+    int tidx[4][Cfg::BN];
+    int img[Cfg::BN];                       // image index n of each pixel (-1: past the end)
+};
+
+template <class Cfg>
+struct DcAcc {
+    float v[Cfg::TM][Cfg::TN];
+};
+
+template <typename T>
+struct DcPtrs {
+    const T* x;       // [N, Cin, H, W]
+    const T* weight;  // [Cout, Cin/groups, kh, kw]
+    const T* offset;  // [N, 2*og*kh*kw, Ho, Wo]
+    const T* mask;    // [N, og*kh*kw, Ho, Wo] or null
+    const T* bias;    // [Cout] or null
+    T* out;           // [N, Cout, Ho, Wo]
+};
+
+//! Grid of the kernel: x = pixel tiles over N*Ho*Wo, y = groups * output-channel tiles per group.
+template <class Cfg>
+DYNCONV_HD long long dc_grid_x(const DeformConvParams& p) {
+    const long long pixels = static_cast<long long>(p.N) * p.Ho * p.Wo;
+    return (pixels + Cfg::BN - 1) / Cfg::BN;
+}
+template <class Cfg>
+DYNCONV_HD long long dc_grid_y(const DeformConvParams& p) {
+    const int cog = p.Cout / p.groups;
+    return static_cast<long long>(p.groups) * ((cog + Cfg::BM - 1) / Cfg::BM);
+}
+
+// ---- phases (thread t of the block) ------------------------------------------------------------------
+
+//! Phase 1: thread t < BN computes the bilinear descriptor of pixel p0 + t for (tap, offset group og).
+template <class Cfg, typename T>
+DYNCONV_HD void dc_descriptors(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int tap, int og, int t,
+                               DcSmem<Cfg>& sm) {
+    if (t >= Cfg::BN) return;
+    const long long hw_out = static_cast<long long>(p.Ho) * p.Wo;
+    const long long q = static_cast<long long>(p0) + t;
+    if (q >= p.N * hw_out) {
+        sm.img[t] = -1;
+        for (int c = 0; c < 4; ++c) { sm.tidx[c][t] = -1; sm.tw[c][t] = 0.f; }
+        return;
+    }
+    const int n = int(q / hw_out);
+    const long long rem = q - n * hw_out;  // i*Wo + j
+    const int i = int(rem / p.Wo), j = int(rem % p.Wo);
+    const int u = tap / p.kw, v = tap % p.kw;
+    const int taps = p.kh * p.kw;
+    const long long ch = static_cast<long long>(og) * taps + tap;  // q channel of (offset group, tap)
+    const T* off = io.offset + (static_cast<long long>(n) * 2 * p.offset_groups * taps + 2 * ch) * hw_out + rem;
+    const float dy = to_float(off[0]);
+    const float dx = to_float(off[hw_out]);
+    const float m = p.with_mask ? to_float(io.mask[(static_cast<long long>(n) * p.offset_groups * taps + ch) * hw_out + rem])
+                                : 1.f;
+    const float y = float(i * p.sh - p.ph + u * p.dh) + dy;
+    const float x = float(j * p.sw - p.pw + v * p.dw) + dx;
+    const BilinearTap b = bilinear_tap(p.H, p.W, y, x, m);
+    sm.img[t] = n;
+    for (int c = 0; c < 4; ++c) { sm.tidx[c][t] = b.idx[c]; sm.tw[c][t] = b.w[c]; }
+}
+
+//! Phase 2: sample channels c0 .. c0+kc-1 at every pixel of the tile (S) and load their weights (W).
+template <class Cfg, typename T>
+DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, int g, int o0, int tap, int c0, int kc, int t,
+                        DcSmem<Cfg>& sm) {
+    const long long plane = static_cast<long long>(p.H) * p.W;
+    for (int e = t; e < Cfg::BK * Cfg::BN; e += Cfg::kThreads) {
+        const int kk = e / Cfg::BN, pp = e % Cfg::BN;  // consecutive threads: consecutive pixels
+        const int n = sm.img[pp];
+        float val = 0.f;
+        if (kk < kc && n >= 0) {
+            const T* xp = io.x + (static_cast<long long>(n) * p.Cin + c0 + kk) * plane;
+            for (int c = 0; c < 4; ++c) {
+                const int id = sm.tidx[c][pp];
+                if (id >= 0) val += sm.tw[c][pp] * to_float(xp[id]);
+            }
+        }
+        sm.s[kk][pp] = val;
+    }
+    const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, taps = p.kh * p.kw;
+    for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {
+        const int kk = e / Cfg::BM, mm = e % Cfg::BM;
+        float val = 0.f;
+        if (kk < kc && o0 + mm < cog) {
+            const long long o = static_cast<long long>(g) * cog + o0 + mm;
+            const int cl = c0 - g * cg + kk;  // channel inside the group
+            val = to_float(io.weight[(o * cg + cl) * taps + tap]);
+        }
+        sm.w[kk][mm] = val;
+    }
+}
+
+//! Phase 3: acc[s][r] += W[kk][ty*TM + s] * S[kk][tx*TN + r] over the kc channels of the chunk.
+template <class Cfg>
+DYNCONV_HD void dc_accumulate(int kc, int t, const DcSmem<Cfg>& sm, DcAcc<Cfg>& acc) {
+    const int tx = t % Cfg::TX, ty = t / Cfg::TX;
+    for (int kk = 0; kk < kc; ++kk) {
+        float a[Cfg::TM], b[Cfg::TN];
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+        for (int r = 0; r < Cfg::TN; r += 4) {
+            const float4 v4 = *reinterpret_cast<const float4*>(&sm.s[kk][tx * Cfg::TN + r]);
+            b[r] = v4.x; b[r + 1] = v4.y; b[r + 2] = v4.z; b[r + 3] = v4.w;
+        }
+#pragma unroll
+        for (int s = 0; s < Cfg::TM; ++s) a[s] = sm.w[kk][ty * Cfg::TM + s];
+#pragma unroll
+        for (int s = 0; s < Cfg::TM; ++s)
+#pragma unroll
+            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
+#else
+        for (int r = 0; r < Cfg::TN; ++r) b[r] = sm.s[kk][tx * Cfg::TN + r];
+        for (int s = 0; s < Cfg::TM; ++s) a[s] = sm.w[kk][ty * Cfg::TM + s];
+        for (int s = 0; s < Cfg::TM; ++s)
+            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
+#endif
+    }
+}
+
+//! Phase 4: bias + store of the thread's TM x TN outputs.
+template <class Cfg, typename T>
+DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int g, int o0, int t,
+                         const DcAcc<Cfg>& acc) {
+    const int tx = t % Cfg::TX, ty = t / Cfg::TX;
+    const int cog = p.Cout / p.groups;
+    const long long hw_out = static_cast<long long>(p.Ho) * p.Wo;
+    const long long total = p.N * hw_out;
+    for (int s = 0; s < Cfg::TM; ++s) {
+        const int ol = o0 + ty * Cfg::TM + s;
+        if (ol >= cog) continue;
+        const long long o = static_cast<long long>(g) * cog + ol;
+        const float b = p.with_bias ? to_float(io.bias[o]) : 0.f;
+        for (int r = 0; r < Cfg::TN; ++r) {
+            const long long q = static_cast<long long>(p0) + tx * Cfg::TN + r;
+            if (q >= total) continue;
+            const long long n = q / hw_out, rem = q - n * hw_out;
+            io.out[(n * p.Cout + o) * hw_out + rem] = from_float<T>(acc.v[s][r] + b);
+        }
+    }
+}
+
+//! The whole block (bx: pixel tile, by: group x output-channel tile). Control flow depends only on
+//! block-uniform values, so every ex.sync() is reached by all threads.
+template <class Cfg, typename T, class Exec>
+DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io, int bx, int by, DcSmem<Cfg>& sm,
+                                  Exec& ex) {
+    const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, cpo = p.Cin / p.offset_groups;
+    const int m_tiles = (cog + Cfg::BM - 1) / Cfg::BM;
+    const int g = by / m_tiles, o0 = (by % m_tiles) * Cfg::BM;
+    const int p0 = bx * Cfg::BN;
+    const int c_begin = g * cg, c_end = c_begin + cg;
+    ex.each([&](int, DcAcc<Cfg>& acc) {
+        for (int s = 0; s < Cfg::TM; ++s)
+            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = 0.f;
+    });
+    for (int tap = 0; tap < p.kh * p.kw; ++tap) {
+        for (int c = c_begin; c < c_end;) {
+            const int og = c / cpo;                               // offset group of this segment
+            const int seg_end = dc_min((og + 1) * cpo, c_end);    // channels sharing the descriptors
+            ex.each([&](int t, DcAcc<Cfg>&) { dc_descriptors<Cfg, T>(p, io, p0, tap, og, t, sm); });
+            ex.sync();
+            for (int c0 = c; c0 < seg_end; c0 += Cfg::BK) {
+                const int kc = dc_min(Cfg::BK, seg_end - c0);
+                ex.each([&](int t, DcAcc<Cfg>&) { dc_fill<Cfg, T>(p, io, g, o0, tap, c0, kc, t, sm); });
+                ex.sync();
+                ex.each([&](int t, DcAcc<Cfg>& acc) { dc_accumulate<Cfg>(kc, t, sm, acc); });
+                ex.sync();  // S, W and the descriptors are rewritten next
+            }
+            c = seg_end;
+        }
+    }
+    ex.each([&](int t, DcAcc<Cfg>& acc) { dc_store<Cfg, T>(p, io, p0, g, o0, t, acc); });
+}
+
+} // namespace dynconv

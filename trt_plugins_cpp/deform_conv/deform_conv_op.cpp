@@ -1,0 +1,134 @@
+#include "deform_conv/deform_conv_op.h"
+
+#include <climits>
+#include <cstdio>
+#include <stdexcept>
+#include <memory>
+
+namespace dynconv {
+namespace {
+
+constexpr const char* kName = "DynconvDeformConv2d";
+
+//! Runs the block phases for all thread ids in turn (the GPU runs them in parallel between barriers).
+template <class Cfg>
+struct CpuBlockExec {
+    std::vector<DcAcc<Cfg>> acc = std::vector<DcAcc<Cfg>>(Cfg::kThreads);
+    template <class F>
+    void each(F&& f) {
+        for (int t = 0; t < Cfg::kThreads; ++t) f(t, acc[t]);
+    }
+    void sync() {}
+};
+
+template <class Cfg>
+void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
+    const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
+    auto sm = std::make_unique<DcSmem<Cfg>>();
+    for (long long by = 0; by < gy; ++by)
+        for (long long bx = 0; bx < gx; ++bx) {
+            CpuBlockExec<Cfg> ex;
+            deform_conv_block<Cfg, float>(p, io, int(bx), int(by), *sm, ex);
+        }
+}
+
+} // namespace
+
+DeformConvParams deform_conv_params(const Attrs& a) {
+    DeformConvParams p{};
+    const auto& s = a.ints("stride");
+    const auto& pd = a.ints("padding");
+    const auto& d = a.ints("dilation");
+    p.sh = s[0]; p.sw = s[1];
+    p.ph = pd[0]; p.pw = pd[1];
+    p.dh = d[0]; p.dw = d[1];
+    p.groups = a.i("groups");
+    p.offset_groups = a.i("offset_groups");
+    p.with_mask = a.i("with_mask");
+    p.with_bias = a.i("with_bias");
+    return p;
+}
+
+Shape deform_conv_shapes(const std::vector<Shape>& in, DeformConvParams* p) {
+    const std::string name = kName;
+    require(in.size() == 5, name + ": expects 5 spec inputs (input, weight, offset, mask, bias)");
+    const Shape& x = in[0];
+    const Shape& w = in[1];
+    const Shape& off = in[2];
+    require(x.size() == 4, name + ": input must be 4-D NCHW, got shape " + shape_str(x));
+    require(w.size() == 4, name + ": weight must be 4-D [Cout, Cin/groups, kh, kw], got shape " + shape_str(w));
+    require(in[3].empty() == !p->with_mask, name + ": mask presence disagrees with with_mask=" + std::to_string(p->with_mask));
+    require(in[4].empty() == !p->with_bias, name + ": bias presence disagrees with with_bias=" + std::to_string(p->with_bias));
+    const int64_t g = p->groups, og = p->offset_groups;
+    const int64_t cin = x[1], cout = w[0], kh = w[2], kw = w[3];
+    require(cin % g == 0, name + ": input channels " + std::to_string(cin) + " are not divisible by groups=" + std::to_string(g));
+    require(cout % g == 0, name + ": output channels " + std::to_string(cout) + " (weight.shape[0]) are not divisible by groups=" +
+                               std::to_string(g));
+    require(w[1] * g == cin, name + ": weight.shape[1]=" + std::to_string(w[1]) + " must be input channels / groups = " +
+                                 std::to_string(cin) + "/" + std::to_string(g));
+    require(cin % og == 0, name + ": input channels " + std::to_string(cin) + " are not divisible by offset_groups=" +
+                               std::to_string(og));
+    require(kh > 0 && kw > 0, name + ": empty kernel in weight shape " + shape_str(w));
+    const int64_t ho = conv_out_size(x[2], int(kh), p->sh, p->ph, p->ph, p->dh);
+    const int64_t wo = conv_out_size(x[3], int(kw), p->sw, p->pw, p->pw, p->dw);
+    require(ho > 0 && wo > 0, name + ": input " + std::to_string(x[2]) + "x" + std::to_string(x[3]) +
+                                  " is too small for the window (output " + std::to_string(ho) + "x" + std::to_string(wo) + ")");
+    Shape want{x[0], 2 * og * kh * kw, ho, wo};
+    require(off == want, name + ": offset shape " + shape_str(off) + " does not match the expected " + shape_str(want) +
+                             " (N, 2*offset_groups*kh*kw, Ho, Wo)");
+    if (p->with_mask) {
+        Shape wm{x[0], og * kh * kw, ho, wo};
+        require(in[3] == wm, name + ": mask shape " + shape_str(in[3]) + " does not match the expected " + shape_str(wm) +
+                                 " (N, offset_groups*kh*kw, Ho, Wo)");
+    }
+    if (p->with_bias)
+        require(in[4] == Shape{cout}, name + ": bias shape " + shape_str(in[4]) + " does not match the expected [" +
+                                          std::to_string(cout) + "] (Cout)");
+    // 32-bit limits of the kernel's indexing: plane offsets, pixel count, grid.y.
+    require(x[2] * x[3] < INT_MAX && x[0] * ho * wo < INT_MAX && cin < INT_MAX / 2,
+            name + ": tensor too large for 32-bit plane/pixel indexing");
+    p->N = int(x[0]); p->Cin = int(cin); p->H = int(x[2]); p->W = int(x[3]);
+    p->Cout = int(cout); p->kh = int(kh); p->kw = int(kw); p->Ho = int(ho); p->Wo = int(wo);
+    return {x[0], cout, ho, wo};
+}
+
+Shape deform_conv_run_params(DeformConvParams p, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
+                             float* out) {
+    Shape o = deform_conv_shapes(shapes, &p);
+    if (!out) return o;
+    DcPtrs<float> io{in[0], in[1], in[2], p.with_mask ? in[3] : nullptr, p.with_bias ? in[4] : nullptr, out};
+    switch (deform_conv_tile_kind(p)) {
+    case DcTileKind::kLarge: run_tiled<DcTileLarge>(p, io); break;
+    case DcTileKind::kMedium: run_tiled<DcTileMedium>(p, io); break;
+    case DcTileKind::kSmall: run_tiled<DcTileSmall>(p, io); break;
+    }
+    return o;
+}
+
+Shape deform_conv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out) {
+    return deform_conv_run_params(deform_conv_params(a), shapes, in, out);
+}
+
+} // namespace dynconv
+
+//! Test hook (CPU reference library): the params the spec's fields map to, as 12 ints
+//! (kh, kw, sh, sw, ph, pw, dh, dw, groups, offset_groups, with_mask, with_bias; kh/kw are 0 until shapes
+//! are known). Returns 0, or -1 with the field error in `err`.
+extern "C" int dynconv_cpuref_deform_conv_params(const dynconv::FieldValue* fields, int n_fields, int* out12, char* err,
+                                                 int errlen) {
+    using namespace dynconv;
+    try {
+        const OpTable* t = find_op_table("deform_conv2d");
+        if (!t) throw std::runtime_error("no deform_conv2d table in this build");
+        Attrs a;
+        std::string e;
+        if (!parse_fields(*t, fields, n_fields, &a, &e)) throw std::runtime_error(e);
+        const DeformConvParams p = deform_conv_params(a);
+        const int v[12] = {p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.groups, p.offset_groups, p.with_mask, p.with_bias};
+        for (int k = 0; k < 12; ++k) out12[k] = v[k];
+        return 0;
+    } catch (const std::exception& ex) {
+        if (err && errlen > 0) std::snprintf(err, size_t(errlen), "%s", ex.what());
+        return -1;
+    }
+}
