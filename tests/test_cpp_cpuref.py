@@ -31,6 +31,39 @@ CASES = {
         (dict(kernel_size=[3, 1], stride=[2, 1], padding=[1, 0], dilation=[1, 1], region_num=2), 2, 2, 11, 6, 3),
         (dict(kernel_size=[1, 1], stride=[1, 1], padding=[0, 0], dilation=[1, 1], region_num=8), 1, 5, 4, 5, 4),
     ],
+    # DCNv3: C = group*group_channels, input NHWC; Cg picks the work split (16: 8-wide, 12/4: 4-wide,
+    # 6: 2-wide vectors; 5/3/1: scalar path with a tail chunk), 3x3 takes the unrolled path.
+    "dcnv3": [
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], group=4, group_channels=16,
+              offset_scale=1.0, remove_center=0), 1, 64, 7, 9),
+        (dict(kernel_size=[3, 3], stride=[2, 2], padding=[1, 1], dilation=[2, 2], group=2, group_channels=6,
+              offset_scale=2.0, remove_center=1), 2, 12, 11, 8),
+        (dict(kernel_size=[3, 5], stride=[2, 1], padding=[1, 2], dilation=[1, 2], group=3, group_channels=5,
+              offset_scale=0.5, remove_center=0), 2, 15, 9, 13),
+        (dict(kernel_size=[5, 3], stride=[1, 2], padding=[2, 0], dilation=[2, 1], group=1, group_channels=12,
+              offset_scale=1.0, remove_center=1), 1, 12, 12, 7),
+        (dict(kernel_size=[1, 1], stride=[1, 1], padding=[0, 0], dilation=[1, 1], group=2, group_channels=3,
+              offset_scale=1.0, remove_center=0), 3, 6, 5, 4),
+        (dict(kernel_size=[2, 4], stride=[1, 1], padding=[0, 1], dilation=[1, 1], group=2, group_channels=8,
+              offset_scale=1.5, remove_center=0), 2, 16, 6, 9),
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[0, 0], dilation=[1, 1], group=8, group_channels=1,
+              offset_scale=1.0, remove_center=0), 1, 8, 5, 6),
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], group=4, group_channels=4,
+              offset_scale=2.0, remove_center=1), 2, 16, 6, 5),
+    ],
+    # DCNv2/DCNv1: (attrs, N, Cin, H, W, Cout, kh, kw, with_mask, with_bias). Cout/groups picks the tile
+    # (>16: 64x64, 5..16: 16x128, <=4: 4x256); Cin/groups vs Cin/offset_groups and BK=16 exercise the
+    # K-loop segments (offset group changes inside a conv group, partial chunks, several output-channel tiles).
+    "deform_conv2d": [
+        (dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, offset_groups=1), 2, 8, 7, 9, 72, 3, 3, 1, 1),
+        (dict(stride=[2, 1], padding=[1, 2], dilation=[1, 2], groups=2, offset_groups=3), 2, 24, 11, 9, 40, 3, 5, 1, 0),
+        (dict(stride=[1, 2], padding=[2, 0], dilation=[2, 1], groups=3, offset_groups=1), 1, 36, 12, 13, 12, 5, 3, 0, 1),
+        (dict(stride=[2, 2], padding=[2, 2], dilation=[2, 2], groups=1, offset_groups=2), 3, 40, 9, 10, 10, 3, 3, 1, 1),
+        (dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=6, offset_groups=6), 2, 6, 8, 5, 6, 3, 3, 0, 0),
+        (dict(stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1, offset_groups=5), 1, 5, 6, 7, 7, 1, 1, 1, 1),
+        (dict(stride=[1, 1], padding=[0, 1], dilation=[1, 1], groups=1, offset_groups=1), 2, 17, 5, 12, 33, 2, 4, 0, 0),
+        (dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=2, offset_groups=4), 2, 16, 13, 15, 4, 3, 3, 1, 0),
+    ],
 }
 
 
@@ -41,6 +74,10 @@ def _implemented() -> set[str]:
 def _inputs(op: str, attrs: dict, n: int, c: int, h: int, w: int, extra: list, rng) -> list[np.ndarray]:
     spec = P.get_spec(op)
     norm = spec.normalize(attrs)
+    if op == "dcnv3":
+        return _dcnv3_inputs(spec, norm, n, c, h, w, rng)
+    if op == "deform_conv2d":
+        return _deform_conv_inputs(spec, norm, n, c, h, w, extra, rng)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     if op == "involution":
         kh, kw = norm["kernel_size"]
@@ -60,12 +97,40 @@ def _inputs(op: str, attrs: dict, n: int, c: int, h: int, w: int, extra: list, r
     raise AssertionError(op)
 
 
+def _dcnv3_inputs(spec, norm: dict, n: int, c: int, h: int, w: int, rng) -> list[np.ndarray]:
+    """NHWC input; offsets of a few pixels (a quarter exact integers: neighbour/border edge cases)."""
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    kh, kw = norm["kernel_size"]
+    p = kh * kw - norm["remove_center"]
+    _, ho, wo, _ = spec.infer_shapes([x.shape, None, None], norm)[0]
+    offset = rng.uniform(-3.0, 3.0, (n, ho, wo, norm["group"] * p * 2)).astype(np.float32)
+    exact = rng.random(offset.shape) < 0.25
+    offset[exact] = np.round(offset[exact])
+    return [x, offset, rng.standard_normal((n, ho, wo, norm["group"] * p)).astype(np.float32)]
+
+
+def _deform_conv_inputs(spec, norm: dict, n: int, c: int, h: int, w: int, extra: list, rng) -> list:
+    """[input, weight, offset, mask|None, bias|None]; offsets of a few pixels, a quarter exact integers."""
+    cout, kh, kw, with_mask, with_bias = extra
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((cout, c // norm["groups"], kh, kw)).astype(np.float32)
+    _, _, ho, wo = spec.infer_shapes([x.shape, weight.shape, None, None, None], norm)[0]
+    og = norm["offset_groups"]
+    offset = rng.uniform(-3.0, 3.0, (n, 2 * og * kh * kw, ho, wo)).astype(np.float32)
+    exact = rng.random(offset.shape) < 0.25
+    offset[exact] = np.round(offset[exact])
+    mask = rng.uniform(-0.5, 1.5, (n, og * kh * kw, ho, wo)).astype(np.float32) if with_mask else None
+    bias = rng.standard_normal(cout).astype(np.float32) if with_bias else None
+    return [x, weight, offset, mask, bias]
+
+
 def _reference(op: str, arrays: list[np.ndarray], attrs: dict) -> np.ndarray:
     spec = P.get_spec(op)
     norm = spec.normalize(attrs)
     fn = getattr(torch.ops.dynconv, spec.torch_name)
     with torch.no_grad():
-        out = fn(*[torch.from_numpy(a.astype(np.float64)) for a in arrays], *[norm[a.name] for a in spec.attributes])
+        out = fn(*[None if a is None else torch.from_numpy(a.astype(np.float64)) for a in arrays],
+                 *[norm[a.name] for a in spec.attributes])
     return out.numpy()
 
 
@@ -84,9 +149,11 @@ def test_cpuref_matches_torch(op, attrs, dims, extra, precision):
     rng = np.random.default_rng(abs(hash((op, n, c, h, w))) % 2**32)
     arrays = _inputs(op, attrs, n, c, h, w, extra, rng)
     if precision == "fp16":
-        arrays = [a.astype(np.float16).astype(np.float32) for a in arrays]
+        arrays = [None if a is None else a.astype(np.float16).astype(np.float32) for a in arrays]
     ref = _reference(op, arrays, attrs)
-    got = native.run_reference(op, arrays, attrs)
+    spec = P.get_spec(op)
+    flags = {s.flag: int(arrays[k] is not None) for k, s in enumerate(spec.inputs) if s.optional and k < len(arrays)}
+    got = native.run_reference(op, arrays, {**flags, **attrs})
     assert got.shape == ref.shape
     scale = max(1.0, float(np.abs(ref).max()))
     if precision == "fp16":

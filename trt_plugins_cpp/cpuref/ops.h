@@ -2,7 +2,9 @@
 #pragma once
 
 #include "dynconv_op_tables.h"
+#include "dcnv3/dcnv3_op.h"
 #include "ddf/ddf_op.h"
+#include "deform_conv/deform_conv_op.h"
 #include "drconv/drconv_op.h"
 #include "involution/involution_op.h"
 
@@ -24,6 +26,12 @@ static const CpuOp kCpuOps[] = {
 #endif
 #ifdef DYNCONV_SPEC_DRCONV
     {"drconv", drconv_run_cpu},
+#endif
+#ifdef DYNCONV_SPEC_DCNV3
+    {"dcnv3", dcnv3_run_cpu},
+#endif
+#ifdef DYNCONV_SPEC_DEFORM_CONV2D
+    {"deform_conv2d", deform_conv_run_cpu},
 #endif
     {nullptr, nullptr},
 };
