@@ -29,6 +29,7 @@ ctypes.CDLL(lib)
 reg = trt.get_plugin_registry()
 T = {"int": trt.PluginFieldType.INT32, "ints": trt.PluginFieldType.INT32,
      "float": trt.PluginFieldType.FLOAT32, "str": trt.PluginFieldType.CHAR}
+KEEP = []  # trt.PluginField does not own its array: keep every array alive for the whole run
 def fc(fields):
     out = []
     for name, typ, val in fields:
@@ -37,6 +38,7 @@ def fc(fields):
         elif typ == "float64": data = np.array([val], dtype=np.float64); typ = None
         else: data = np.array(val if isinstance(val, list) else [val], dtype=np.int32)
         t = T[typ] if typ else trt.PluginFieldType.FLOAT64
+        KEEP.append(data)
         out.append(trt.PluginField(name, data, t))
     return trt.PluginFieldCollection(out)
 report = {}
