@@ -12,6 +12,7 @@ from ..plugins.errors import DynconvError
 from .fp16 import convert_to_fp16
 from .options import ExportOptions, io_names
 from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, set_ir_version
+from .standard_ops import replace_with_standard_ops, standard_ops
 from .shapes import infer_shapes_with_custom_nodes
 from .reference_graph import record_calls, splice_references
 from .torch_export import export_dynamo, export_torchscript
@@ -63,13 +64,16 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
 def _export(model: Model, args: tuple, options: ExportOptions, input_names: list[str],
             output_names: list[str]) -> onnx.ModelProto:
     if options.exporter == "dynamo":
-        return export_dynamo(model, args, options, input_names, output_names)
+        proto = export_dynamo(model, args, options, input_names, output_names)
+        return replace_with_standard_ops(proto, options.resolved_opset) if options.target == "onnx" else proto
     module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
     proto = export_torchscript(module, args, options, input_names, output_names)
     if options.target == "onnx":
         typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic))
-        proto = splice_references(proto, record_calls(module, args), options.resolved_opset)
+        proto = splice_references(proto, record_calls(module, args), options.resolved_opset,
+                                  keep=standard_ops(options.resolved_opset))
         _copy_output_types(typed, proto)
+        proto = replace_with_standard_ops(proto, options.resolved_opset)
     return proto
 
 

@@ -78,10 +78,13 @@ def _export_reference(call: OpCall, opset: int) -> onnx.GraphProto:
     return onnx.load_model_from_string(buffer.getvalue()).graph
 
 
-def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int) -> onnx.ModelProto:
-    """Swap each custom node of ``model`` (in order) for its call's reference subgraph."""
+def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
+                      keep: frozenset[str] = frozenset()) -> onnx.ModelProto:
+    """Swap each custom node of ``model`` (in order) for its call's reference subgraph; nodes of the
+    ops named in ``keep`` stay as they are."""
     graph = model.graph
-    nodes = [n for n in graph.node if n.domain == DOMAIN]
+    calls = [c for c in calls if c.spec.name not in keep]
+    nodes = [n for n in graph.node if n.domain == DOMAIN and n.op_type not in keep]
     if len(nodes) != len(calls) or any(n.op_type != c.spec.name for n, c in zip(nodes, calls)):
         raise DynconvError(
             f"cannot decompose: the exported graph has {[n.op_type for n in nodes]} but the model ran "
@@ -91,7 +94,7 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int) -
     index = iter(range(len(nodes)))
     call_iter = iter(calls)
     for node in graph.node:
-        if node.domain != DOMAIN:
+        if node.domain != DOMAIN or node.op_type in keep:
             new_nodes.append(node)
             continue
         call = next(call_iter)
@@ -120,7 +123,8 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int) -
             new_nodes.append(copy)
     del graph.node[:]
     graph.node.extend(new_nodes)
-    kept = [o for o in model.opset_import if o.domain != DOMAIN]
-    del model.opset_import[:]
-    model.opset_import.extend(kept)
+    if not any(n.domain == DOMAIN for n in graph.node):
+        kept = [o for o in model.opset_import if o.domain != DOMAIN]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
     return model

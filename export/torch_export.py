@@ -17,10 +17,11 @@ import torch
 from torch.export import Dim
 
 from ..plugins.registration import reference_of, split_args
-from ..plugins.registry import all_specs
+from ..plugins.registry import all_specs, get_spec
 from ..plugins.spec import DOMAIN, OpSpec
 from .custom_nodes import dynamo_trt_table, register_torchscript_symbolics, unregister_torchscript_symbolics
 from .opset import downconvert
+from .standard_ops import standard_ops
 from .options import DYNAMIC_AXES, ExportOptions
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,13 @@ def export_dynamo(model: torch.nn.Module | torch.export.ExportedProgram, args: S
     if not isinstance(model, torch.export.ExportedProgram):
         args = _widen_size_one_dynamic_dims(args, options)
     program = model if isinstance(model, torch.export.ExportedProgram) else _torch_export(model, args, options)
-    table = dynamo_trt_table() if options.target == "trt" else _reference_table()
+    if options.target == "trt":
+        table = dynamo_trt_table()
+    else:  # ops with a standard ONNX equivalent stay custom here and are swapped afterwards
+        kept = standard_ops(options.resolved_opset)
+        table = {op: fn for op, fn in _reference_table().items() if op.name().split("::")[1] not in
+                 {get_spec(name).torch_name for name in kept}}
+        table.update({op: fn for op, fn in dynamo_trt_table().items() if op not in table})
     program = program.run_decompositions(table)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

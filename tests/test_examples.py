@@ -54,3 +54,14 @@ def test_mixed_example_torchscript_exporter(target):
         assert not custom_nodes(proto)
         with torch.no_grad():
             assert_close_scaled(run_onnxruntime(proto, [x.numpy()])[0], model(x))
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_reference_flavour_uses_standard_deform_conv_at_opset_19(exporter):
+    model, x = build_example("dcnv2")
+    proto = export_model(model, (x,), ExportOptions(target="onnx", exporter=exporter, opset=19, dynamic=("batch",)))
+    assert [n.op_type for n in proto.graph.node].count("DeformConv") == 2
+    assert not custom_nodes(proto) and proto.ir_version == 9
+    batch = torch.randn(2, *x.shape[1:])
+    with torch.no_grad():
+        assert_close_scaled(run_onnxruntime(proto, [batch.numpy()])[0], model(batch))
