@@ -87,6 +87,11 @@ def _dims(value: onnx.ValueInfoProto | None) -> tuple | None:
     return tuple(out)
 
 
+def _fully_typed(value: onnx.ValueInfoProto) -> bool:
+    shape = value.type.tensor_type.shape
+    return value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") or d.dim_param for d in shape.dim)
+
+
 def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
@@ -94,10 +99,13 @@ def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 def _annotate_once(model: onnx.ModelProto) -> bool:
     graph = model.graph
-    known = {v.name: v for v in [*graph.input, *graph.value_info, *graph.output]}
+    known = {init.name: onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+             for init in graph.initializer}
+    known.update({v.name: v for v in [*graph.input, *graph.value_info, *graph.output]})
     changed = False
+    typed = {v.name for v in graph.value_info} | {v.name for v in graph.output if _fully_typed(v)}
     for node in graph.node:
-        if node.domain != DOMAIN or node.output[0] in {v.name for v in graph.value_info}:
+        if node.domain != DOMAIN or node.output[0] in typed:
             continue
         shapes = [_dims(known.get(name)) for name in node.input]
         if any(s is None for s in shapes):
@@ -109,7 +117,12 @@ def _annotate_once(model: onnx.ModelProto) -> bool:
         out_shape = spec.infer_shapes(ordered, attrs)[0]
         elem = known[node.input[0]].type.tensor_type.elem_type
         dims = [d if isinstance(d, int) else d.expr if isinstance(d, SymDim) else None for d in out_shape]
-        graph.value_info.append(onnx.helper.make_tensor_value_info(node.output[0], elem, dims))
+        info = onnx.helper.make_tensor_value_info(node.output[0], elem, dims)
+        output = next((v for v in graph.output if v.name == node.output[0]), None)
+        if output is not None:
+            output.type.CopyFrom(info.type)
+        else:
+            graph.value_info.append(info)
         changed = True
     return changed
 
