@@ -56,8 +56,9 @@ class FakeMMCVDeformConv2dPack(FakeMMCVDeformConv2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.conv_offset = nn.Conv2d(self.in_channels, self.deform_groups * 2 * self.kernel_size[0] * self.kernel_size[1],
-                                     self.kernel_size, self.stride, self.padding, self.dilation, bias=True)
+        channels = self.deform_groups * 2 * self.kernel_size[0] * self.kernel_size[1]
+        self.conv_offset = nn.Conv2d(self.in_channels, channels, self.kernel_size, self.stride, self.padding,
+                                     self.dilation, bias=True)
         nn.init.normal_(self.conv_offset.weight, std=0.3)
 
     def forward(self, x):
@@ -89,8 +90,9 @@ class FakeMMCVModulatedDeformConv2dPack(FakeMMCVModulatedDeformConv2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.conv_offset = nn.Conv2d(self.in_channels, self.deform_groups * 3 * self.kernel_size[0] * self.kernel_size[1],
-                                     self.kernel_size, self.stride, self.padding, self.dilation, bias=True)
+        channels = self.deform_groups * 3 * self.kernel_size[0] * self.kernel_size[1]
+        self.conv_offset = nn.Conv2d(self.in_channels, channels, self.kernel_size, self.stride, self.padding,
+                                     self.dilation, bias=True)
         nn.init.normal_(self.conv_offset.weight, std=0.3)
 
     def forward(self, x):
@@ -132,7 +134,8 @@ def _mapped_matches(model, x, classes):
 # ----- torchvision-like -------------------------------------------------------------------------
 @pytest.mark.parametrize("with_mask, bias", [(True, True), (False, False)])
 def test_torchvision_like_layer_is_mapped_with_same_weights(with_mask, bias):
-    layer = FakeTorchvisionDeformConv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias=bias)
+    layer = FakeTorchvisionDeformConv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2,
+                                        bias=bias)
     model = OffsetHead(layer, 2, (3, 2), with_mask, (2, 1), (1, 0), (1, 2)).eval()
     names = _mapped_matches(model, torch.randn(2, 4, 9, 8), FAKE_ALL)
     assert names == ["layer"]

@@ -40,7 +40,8 @@ def _present_inputs(node: onnx.NodeProto, flags: dict[str, bool]) -> dict[str, s
                 raise DynconvError(f"{node.name or node.op_type}: input '{t.name}' is flagged present but missing")
             out[t.name] = name
     if next(it, None) is not None:
-        raise DynconvError(f"{node.name or node.op_type}: {len(names)} inputs do not match its with_mask/with_bias flags")
+        raise DynconvError(f"{node.name or node.op_type}: {len(names)} inputs do not match its "
+                           "with_mask/with_bias flags")
     return out
 
 
