@@ -14,7 +14,39 @@ from onnx import version_converter
 
 log = logging.getLogger(__name__)
 _PARKED_DOMAIN = "dynconv.parked"
-_SAME_SINCE_13 = {"Pad"}
+
+def _same_since_13(node: onnx.NodeProto) -> bool:
+    """Pad without ``axes`` and Split with explicit sizes mean the same in opsets 13..18."""
+    if node.op_type == "Pad":
+        return len(node.input) < 4
+    if node.op_type == "Split":
+        return len(node.input) >= 2 and bool(node.input[1]) and not any(a.name == "num_outputs" for a in node.attribute)
+    return False
+
+
+def _explicit_split_sizes(model: onnx.ModelProto) -> None:
+    """Rewrite Split-18 ``num_outputs`` into explicit sizes where the split axis has a static size."""
+    splits = [n for n in model.graph.node if n.op_type == "Split" and any(a.name == "num_outputs" for a in n.attribute)]
+    if not splits:
+        return
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    known = {v.name: v for v in [*inferred.input, *inferred.value_info, *inferred.output]}
+    for node in splits:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        value = known.get(node.input[0])
+        dims = value.type.tensor_type.shape.dim if value is not None else []
+        axis = attrs.get("axis", 0)
+        if not dims or not dims[axis].HasField("dim_value"):
+            continue  # left as is: the converter then reports the Split it cannot express
+        size, parts = dims[axis].dim_value, attrs["num_outputs"]
+        chunk = -(-size // parts)
+        sizes = [min(chunk, size - i * chunk) for i in range(parts)]
+        name = f"{node.output[0]}__split_sizes"
+        model.graph.initializer.append(onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [parts], sizes))
+        node.input[:] = [node.input[0], name]
+        kept = [a for a in node.attribute if a.name != "num_outputs"]
+        del node.attribute[:]
+        node.attribute.extend(kept)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -28,8 +60,8 @@ def downconvert(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     """Return ``model`` at default-domain opset ``target`` (unchanged when already there)."""
     if default_opset(model) <= target:
         return model
-    parked = [n for n in model.graph.node if n.op_type in _SAME_SINCE_13 and n.domain in ("", "ai.onnx")
-              and len(n.input) < 4]
+    _explicit_split_sizes(model)
+    parked = [n for n in model.graph.node if n.domain in ("", "ai.onnx") and _same_since_13(n)]
     for node in parked:
         node.domain = _PARKED_DOMAIN
     custom = [onnx.OperatorSetIdProto(domain=o.domain, version=o.version) for o in model.opset_import
@@ -55,11 +87,12 @@ def downconvert(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
 
 def _drop_foreign_reduce_attribute(node: onnx.NodeProto, target: int) -> None:
     """The C converter moves Reduce* axes back to an attribute but keeps ``noop_with_empty_axes``,
-    which only ReduceSum has before opset 18; with explicit axes it has no effect, so drop it."""
+    which only ReduceSum has before opset 18; with explicit axes, or set to 0, it has no effect."""
     if target >= 18 or not node.op_type.startswith("Reduce") or node.op_type == "ReduceSum":
         return
-    if not any(a.name == "axes" for a in node.attribute):
-        return
+    noop = next((a.i for a in node.attribute if a.name == "noop_with_empty_axes"), 0)
+    if noop and not any(a.name == "axes" for a in node.attribute):
+        return  # an identity request: only opset 18 can say it, the checker reports it
     kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
     if len(kept) != len(node.attribute):
         del node.attribute[:]

@@ -88,3 +88,21 @@ def test_options_reject_unknown_values():
         ExportOptions(target="tensorrt")
     with pytest.raises(DynconvError, match="unknown exporter"):
         ExportOptions(exporter="jit")
+
+
+def test_dynamo_split_chunk_and_full_mean_reach_opset_17():
+    from dynconv.plugins.involution import involution
+
+    class Heads(torch.nn.Module):
+        def forward(self, x):
+            a, b = torch.split(x, [4, 9], dim=1)
+            c, d = torch.chunk(x, 2, dim=2)
+            return involution(a, b, 3, 1, 1, 1, 1) + c.mean() - d.amax()
+
+    x = torch.randn(1, 13, 8, 8)
+    for target in ("trt", "onnx"):
+        proto = export_model(Heads(), (x,), ExportOptions(target=target, exporter="dynamo"))
+        assert default_opset(proto) == 17
+        assert [n.op_type for n in proto.graph.node].count("Split") == 2
+    with torch.no_grad():
+        assert_close_scaled(run_onnxruntime(proto, [x.numpy()])[0], Heads()(x))
