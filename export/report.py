@@ -43,12 +43,17 @@ class ExportReport:
 
 
 def dynamic_modules(model: object) -> Counter:
-    """dynconv module classes inside ``model`` (an nn.Module; other kinds count nothing)."""
+    """Outermost dynconv layers inside ``model`` (their own sub-layers are not counted again)."""
     counts: Counter = Counter()
-    if isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule):
-        for module in model.modules():
-            if type(module).__module__.startswith(_PLUGIN_PACKAGE):
-                counts[type(module).__name__] += 1
+    if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        return counts
+    counted: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(f"{prefix}." if prefix else "") for prefix in counted):
+            continue
+        if type(module).__module__.startswith(_PLUGIN_PACKAGE):
+            counts[type(module).__name__] += 1
+            counted.append(name)
     return counts
 
 
