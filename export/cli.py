@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -128,17 +126,12 @@ def _opset(proto) -> int:
 
 
 def _write_atomically(proto, path: Path) -> int:
+    from ..runtime._cli import atomic_write_bytes
+
     data = proto.SerializeToString()
     if not path.parent.exists():
         raise DynconvError(f"output directory does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
     return len(data)
 
 
