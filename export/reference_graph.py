@@ -106,7 +106,7 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
         rename = {f"in{i}": name for i, name in enumerate(node.input)}
         rename["out"] = node.output[0]
 
-        def mapped(name: str) -> str:
+        def mapped(name: str, rename: dict = rename, prefix: str = prefix) -> str:
             return rename.get(name, prefix + name) if name else name
 
         for init in sub.initializer:

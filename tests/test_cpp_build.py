@@ -3,7 +3,6 @@ the full plugin library builds when TensorRT is present."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

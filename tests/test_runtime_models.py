@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 
 def conv_relu(path: Path, *, channels: int = 3, out_channels: int = 4, dynamic: bool = True,
