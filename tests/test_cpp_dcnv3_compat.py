@@ -12,23 +12,14 @@ libdynconv_plugins.so with the DynconvDCNv3 kernel.
 from __future__ import annotations
 
 import ctypes
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import dynconv.plugins as P
+import trt_fields
 from dynconv.plugins import native
-from dynconv.plugins.build import find_tensorrt
-
-TRT_DIR = Path.home() / ".cache" / "trt86"
-TRTPY = shutil.which("trtpy") or (str(TRT_DIR / "bin" / "trtpy") if (TRT_DIR / "bin" / "trtpy").is_file() else None)
-NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").is_file() else None)
 
 FIELD_NAMES = ["kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w", "dilation_h", "dilation_w",
                "group", "group_channels", "offset_scale", "im2col_step", "remove_center"]
@@ -181,22 +172,6 @@ def test_compat_ignores_im2col_step_and_plugin_meta_fields():
 # ---- TensorRT creator (trtpy) ------------------------------------------------------------------------------
 
 SCRIPT = r'''
-import ctypes, json, sys
-import numpy as np
-import tensorrt as trt
-lib, cases = sys.argv[1], json.loads(sys.argv[2])
-ctypes.CDLL(lib)
-reg = trt.get_plugin_registry()
-keep = []  # trt.PluginField does not own its numpy buffer: keep every array alive
-def fc(fields):
-    out = []
-    for name, val in fields.items():
-        vals = val if isinstance(val, list) else [val]
-        if isinstance(vals[0], float): data, t = np.array(vals, np.float32), trt.PluginFieldType.FLOAT32
-        else: data, t = np.array(vals, np.int32), trt.PluginFieldType.INT32
-        keep.append(data)
-        out.append(trt.PluginField(name, data, t))
-    return trt.PluginFieldCollection(out)
 c = reg.get_plugin_creator("TRTDCNv3", "1", "")
 ours = reg.get_plugin_creator("DynconvDCNv3", "1", "")
 r = {"found": c is not None, "ours": ours is not None}
@@ -227,15 +202,7 @@ print("JSON" + json.dumps(r))
 
 @pytest.fixture(scope="module")
 def plugin_lib():
-    if TRTPY is None:
-        pytest.skip("trtpy (TensorRT 8.6 Python) not found")
-    env_lib = os.environ.get(native.ENV_VAR)
-    if env_lib:
-        return Path(env_lib)
-    root = find_tensorrt()
-    if root is None or NVCC is None:
-        pytest.skip("TensorRT headers or nvcc missing: cannot build libdynconv_plugins.so")
-    return native.build_plugin_library(native.REPO_ROOT / "build" / "test-plugins", tensorrt_root=root, archs=["86"])
+    return trt_fields.plugin_library()
 
 
 def test_trt_dcnv3_creator(plugin_lib):
@@ -243,10 +210,9 @@ def test_trt_dcnv3_creator(plugin_lib):
     valid += [c[0] for c in COMPUTE_CASES]
     valid += [internimage_fields(group=7, group_channels=16, offset_scale=2.0, remove_center=0)]
     cases = {"valid": [[f, dcnv3_attrs(f)] for f in valid], "invalid": [f for f, _ in INVALID]}
-    proc = subprocess.run([TRTPY, "-c", SCRIPT, str(plugin_lib), json.dumps(cases)], capture_output=True, text=True,
-                          timeout=300)
+    proc = trt_fields.run_script(SCRIPT, plugin_lib, cases)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    r = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("JSON")][-1][4:])
+    r = trt_fields.report(proc)
     assert r["found"], "TRTDCNv3 v1 not registered"
     assert r["name"] == ["TRTDCNv3", "1"]
     assert [f[0] for f in r["fields"]] == FIELD_NAMES

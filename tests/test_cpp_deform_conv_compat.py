@@ -11,19 +11,14 @@ fields (None, no crash) and round-trip serialization byte-identically.
 from __future__ import annotations
 
 import ctypes
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import dynconv.plugins as P
+import trt_fields
 from dynconv.plugins import native
-from dynconv.plugins.build import find_tensorrt
 
 MOD, PLAIN = "MMCVModulatedDeformConv2d", "MMCVDeformConv2d"
 PARAM_NAMES = ["kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "groups", "offset_groups", "with_mask", "with_bias"]
@@ -186,26 +181,7 @@ def test_compat_fields_accepted():
 
 # ---- TensorRT creators (trtpy) --------------------------------------------------------------------------------
 
-TRT_DIR = Path.home() / ".cache" / "trt86"
-TRTPY = shutil.which("trtpy") or (str(TRT_DIR / "bin" / "trtpy") if (TRT_DIR / "bin" / "trtpy").is_file() else None)
-NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").is_file() else None)
-
 SCRIPT = r'''
-import ctypes, json, sys
-import numpy as np
-import tensorrt as trt
-lib, cases = sys.argv[1], json.loads(sys.argv[2])
-ctypes.CDLL(lib)
-reg = trt.get_plugin_registry()
-def fc(fields):
-    out = []
-    for name, val in fields:
-        if isinstance(val, float):
-            out.append(trt.PluginField(name, np.array([val], np.float32), trt.PluginFieldType.FLOAT32))
-        else:
-            out.append(trt.PluginField(name, np.array(val if isinstance(val, list) else [val], np.int32),
-                                       trt.PluginFieldType.INT32))
-    return trt.PluginFieldCollection(out)
 report = {}
 for op in cases:
     r = report[op["name"]] = {}
@@ -246,22 +222,13 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def plugin_lib():
-    if TRTPY is None:
-        pytest.skip("trtpy (TensorRT 8.6 Python) not found")
-    env_lib = os.environ.get(native.ENV_VAR)
-    if env_lib:
-        return Path(env_lib)
-    root = find_tensorrt()
-    if root is None or NVCC is None:
-        pytest.skip("TensorRT headers or nvcc missing: cannot build libdynconv_plugins.so")
-    return native.build_plugin_library(native.REPO_ROOT / "build" / "test-plugins", tensorrt_root=root, archs=["86"])
+    return trt_fields.plugin_library()
 
 
 def test_compat_creators_under_tensorrt(plugin_lib):
-    proc = subprocess.run([TRTPY, "-c", SCRIPT, str(plugin_lib), json.dumps(CASES)], capture_output=True, text=True,
-                          timeout=300)
+    proc = trt_fields.run_script(SCRIPT, plugin_lib, CASES)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("JSON")][-1][4:])
+    report = trt_fields.report(proc)
     for case in CASES:
         r = report[case["name"]]
         assert r["found"], f"{case['name']} v1 not registered"

@@ -4,43 +4,13 @@ serialize -> deserialize -> serialize is byte-identical."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 import dynconv.plugins as P
+import trt_fields
 from dynconv.plugins import native
-from dynconv.plugins.build import find_tensorrt
-
-TRT_DIR = Path.home() / ".cache" / "trt86"
-TRTPY = shutil.which("trtpy") or (str(TRT_DIR / "bin" / "trtpy") if (TRT_DIR / "bin" / "trtpy").is_file() else None)
-NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").is_file() else None)
 
 SCRIPT = r'''
-import ctypes, json, sys
-import numpy as np
-import tensorrt as trt
-lib, cases = sys.argv[1], json.loads(sys.argv[2])
-ctypes.CDLL(lib)
-reg = trt.get_plugin_registry()
-T = {"int": trt.PluginFieldType.INT32, "ints": trt.PluginFieldType.INT32,
-     "float": trt.PluginFieldType.FLOAT32, "str": trt.PluginFieldType.CHAR}
-KEEP = []  # trt.PluginField does not own its array: keep every array alive for the whole run
-def fc(fields):
-    out = []
-    for name, typ, val in fields:
-        if typ == "str": data = np.frombuffer(val.encode(), dtype=np.int8)
-        elif typ == "float": data = np.array([val], dtype=np.float32)
-        elif typ == "float64": data = np.array([val], dtype=np.float64); typ = None
-        else: data = np.array(val if isinstance(val, list) else [val], dtype=np.int32)
-        t = T[typ] if typ else trt.PluginFieldType.FLOAT64
-        KEEP.append(data)
-        out.append(trt.PluginField(name, data, t))
-    return trt.PluginFieldCollection(out)
 report = {}
 for op in cases:
     r = report[op["name"]] = {}
@@ -101,26 +71,16 @@ def _cases(names):
 
 @pytest.fixture(scope="module")
 def plugin_lib():
-    if TRTPY is None:
-        pytest.skip("trtpy (TensorRT 8.6 Python) not found")
-    env_lib = os.environ.get(native.ENV_VAR)
-    if env_lib:
-        return Path(env_lib)
-    root = find_tensorrt()
-    if root is None or NVCC is None:
-        pytest.skip("TensorRT headers or nvcc missing: cannot build libdynconv_plugins.so")
-    return native.build_plugin_library(native.REPO_ROOT / "build" / "test-plugins", tensorrt_root=root, archs=["86"])
+    return trt_fields.plugin_library()
 
 
 def test_creators_match_specs(plugin_lib):
     implemented = {t["torch_name"] for t in native.op_tables() if t["cpu"]}
     cases = _cases(implemented)
     assert cases, "no implemented op has a spec"
-    proc = subprocess.run([TRTPY, "-c", SCRIPT, str(plugin_lib), json.dumps(cases)], capture_output=True, text=True,
-                          timeout=300)
+    proc = trt_fields.run_script(SCRIPT, plugin_lib, cases)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON")][-1]
-    report = json.loads(line[4:])
+    report = trt_fields.report(proc)
     for case in cases:
         r = report[case["name"]]
         assert r["found"], f"{case['name']} v{case['version']} not registered"

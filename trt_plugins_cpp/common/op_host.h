@@ -31,4 +31,24 @@ inline std::string shape_str(const Shape& s) {
 //! True when the optional input `name` is flagged present by its `with_<name>` field.
 inline bool input_present(const Attrs& a, const char* name) { return a.i((std::string("with_") + name).c_str()) != 0; }
 
+//! Copy the 2-int attributes stride, padding and dilation (H first) into the sh/sw, ph/pw, dh/dw members of
+//! an op's params.
+template <class Params>
+void read_conv_window(const Attrs& a, Params* p) {
+    const std::vector<int>& s = a.ints("stride");
+    const std::vector<int>& pd = a.ints("padding");
+    const std::vector<int>& d = a.ints("dilation");
+    p->sh = s[0]; p->sw = s[1];
+    p->ph = pd[0]; p->pw = pd[1];
+    p->dh = d[0]; p->dw = d[1];
+}
+
+//! read_conv_window plus the 2-int kernel_size into kh/kw.
+template <class Params>
+void read_kernel_window(const Attrs& a, Params* p) {
+    const std::vector<int>& k = a.ints("kernel_size");
+    p->kh = k[0]; p->kw = k[1];
+    read_conv_window(a, p);
+}
+
 } // namespace dynconv

@@ -56,7 +56,11 @@ int32_t PluginBase::finish(cudaError_t status) const {
 
 // ------------------------------------------------------------------------------------------------------
 
-CreatorBase::CreatorBase(const char* torch_name) : table_(find_op_table(torch_name)) {
+CreatorBase::CreatorBase(const char* torch_name) : table_(find_op_table(torch_name)) { list_fields(); }
+
+CreatorBase::CreatorBase(const OpTable& table) : table_(&table) { list_fields(); }
+
+void CreatorBase::list_fields() {
     if (table_ == nullptr) return;
     for (int j = 0; j < table_->n_fields; ++j) {
         const FieldSpec& f = table_->fields[j];
@@ -94,7 +98,7 @@ nvinfer1::IPluginV2* CreatorBase::createPlugin(const char* name, const nvinfer1:
         }
         Attrs attrs;
         std::string error;
-        if (!parse_fields(*table_, raw.data(), int(raw.size()), &attrs, &error)) {
+        if (!to_attrs(raw.data(), int(raw.size()), &attrs, &error)) {
             log_error(error + " (layer " + (name ? name : "?") + ")");
             return nullptr;
         }
@@ -102,21 +106,31 @@ nvinfer1::IPluginV2* CreatorBase::createPlugin(const char* name, const nvinfer1:
         p->setPluginNamespace(ns_.c_str());
         return p;
     } catch (const std::exception& e) {
-        log_error(std::string(getPluginName()) + ": cannot create plugin: " + e.what());
+        log_error(std::string(getPluginName()) + ": cannot create plugin: " + e.what() + " (layer " +
+                  (name ? name : "?") + ")");
         return nullptr;
     }
+}
+
+bool CreatorBase::to_attrs(const FieldValue* fields, int n_fields, Attrs* out, std::string* error) const {
+    return parse_fields(*table_, fields, n_fields, out, error);
+}
+
+PluginBase* CreatorBase::from_blob(const void* data, size_t length, std::string* error) const {
+    Attrs attrs;
+    if (!deserialize_attrs(*table_, data, length, &attrs, error)) return nullptr;
+    return make(attrs);
 }
 
 nvinfer1::IPluginV2* CreatorBase::deserializePlugin(const char* name, const void* data, size_t length) noexcept {
     try {
         if (table_ == nullptr) return nullptr;
-        Attrs attrs;
         std::string error;
-        if (!deserialize_attrs(*table_, data, length, &attrs, &error)) {
+        PluginBase* p = from_blob(data, length, &error);
+        if (p == nullptr) {
             log_error(error + " (layer " + (name ? name : "?") + ")");
             return nullptr;
         }
-        PluginBase* p = make(attrs);
         p->setPluginNamespace(ns_.c_str());
         return p;
     } catch (const std::exception& e) {

@@ -64,9 +64,15 @@ protected:
     std::string ns_;
 };
 
+//! Creator of a PluginBase plugin: the field list from an op table, strict field parsing, (de)serialization,
+//! nullptr with a logged reason on any error, namespace. A compat creator passes its foreign table and
+//! overrides the hooks that differ (field -> Attrs mapping, serialized form).
 class CreatorBase : public nvinfer1::IPluginCreator {
 public:
+    //! The generated spec table of `torch_name` (a stale build without it gives a creator that refuses).
     explicit CreatorBase(const char* torch_name);
+    //! A table declared by hand (compat creators for foreign node formats).
+    explicit CreatorBase(const OpTable& table);
 
     const char* getPluginName() const noexcept override { return table_ ? table_->name : "DynconvMissingSpec"; }
     const char* getPluginVersion() const noexcept override { return table_ ? table_->version : "0"; }
@@ -79,8 +85,17 @@ public:
 protected:
     //! Build the plugin (may throw ShapeError/std::exception for inconsistent attributes).
     virtual PluginBase* make(const Attrs& attrs) const = 0;
+    //! The plugin's attributes from the raw creator fields; false with the reason in `error`.
+    //! Default: strict parse_fields against the creator's table.
+    virtual bool to_attrs(const FieldValue* fields, int n_fields, Attrs* out, std::string* error) const;
+    //! The plugin from its serialized form; nullptr with the reason in `error` (or throws).
+    //! Default: deserialize_attrs against the creator's table, then make().
+    virtual PluginBase* from_blob(const void* data, size_t length, std::string* error) const;
+    const OpTable* table() const { return table_; }
 
 private:
+    void list_fields();
+
     const OpTable* table_;
     std::vector<nvinfer1::PluginField> fields_;
     nvinfer1::PluginFieldCollection fc_{};

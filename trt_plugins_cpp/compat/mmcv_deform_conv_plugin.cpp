@@ -8,8 +8,6 @@
 
 namespace dynconv {
 
-using nvinfer1::PluginFieldType;
-
 MmcvDeformConvPlugin::MmcvDeformConvPlugin(MmcvDcnKind kind, const Attrs& attrs, int n_inputs)
     : PluginBase(mmcv_deform_conv_table(kind), attrs), kind_(kind), p_(mmcv_deform_conv_params(attrs, kind)),
       n_inputs_(n_inputs) {}
@@ -67,73 +65,19 @@ void MmcvDeformConvPlugin::serialize(void* buffer) const noexcept {
 
 // ------------------------------------------------------------------------------------------------------
 
-namespace {
-ValueType value_type(PluginFieldType t) {
-    switch (t) {
-    case PluginFieldType::kINT32: return ValueType::kInt32;
-    case PluginFieldType::kFLOAT32: return ValueType::kFloat32;
-    case PluginFieldType::kFLOAT64: return ValueType::kFloat64;
-    case PluginFieldType::kCHAR: return ValueType::kChar;
-    default: return ValueType::kOther;
-    }
-}
-} // namespace
-
-MmcvDeformConvCreatorBase::MmcvDeformConvCreatorBase(MmcvDcnKind kind) : kind_(kind), table_(mmcv_deform_conv_table(kind)) {
-    for (int j = 0; j < table_.n_fields; ++j) {
-        const FieldSpec& f = table_.fields[j];
-        fields_.emplace_back(f.name, nullptr, PluginFieldType::kINT32, f.kind == FieldKind::kInts ? f.length : 1);
-    }
-    fc_.nbFields = static_cast<int32_t>(fields_.size());
-    fc_.fields = fields_.data();
-}
-
-nvinfer1::IPluginV2* MmcvDeformConvCreatorBase::createPlugin(const char* name,
-                                                             const nvinfer1::PluginFieldCollection* fc) noexcept {
-    try {
-        std::vector<FieldValue> raw;
-        for (int32_t k = 0; fc && k < fc->nbFields; ++k) {
-            const nvinfer1::PluginField& f = fc->fields[k];
-            raw.push_back({f.name, value_type(f.type), f.data, f.length});
-        }
-        Attrs attrs;
-        std::string error;
-        if (!parse_fields(table_, raw.data(), int(raw.size()), &attrs, &error)) {
-            log_error(error + " (layer " + (name ? name : "?") + ")");
-            return nullptr;
-        }
-        auto* p = new MmcvDeformConvPlugin(kind_, attrs);
-        p->setPluginNamespace(ns_.c_str());
-        return p;
-    } catch (const std::exception& e) {
-        log_error(std::string(table_.name) + ": cannot create plugin: " + e.what() + " (layer " + (name ? name : "?") + ")");
+PluginBase* MmcvDeformConvCreatorBase::from_blob(const void* data, size_t length, std::string* error) const {
+    const OpTable& t = *table();  // mmcv_deform_conv_table(kind_)
+    if (data == nullptr || length < sizeof(int32_t) + 8) {
+        *error = std::string(t.name) + ": cannot deserialize: buffer too short";
         return nullptr;
     }
-}
-
-nvinfer1::IPluginV2* MmcvDeformConvCreatorBase::deserializePlugin(const char* name, const void* data, size_t length) noexcept {
-    try {
-        if (data == nullptr || length < sizeof(int32_t) + 8) {
-            log_error(std::string(table_.name) + ": cannot deserialize: buffer too short (layer " + (name ? name : "?") + ")");
-            return nullptr;
-        }
-        const size_t n = length - sizeof(int32_t);
-        Attrs attrs;
-        std::string error;
-        if (!deserialize_attrs(table_, data, n, &attrs, &error)) {
-            log_error(error + " (layer " + (name ? name : "?") + ")");
-            return nullptr;
-        }
-        int32_t n_inputs;
-        std::memcpy(&n_inputs, static_cast<const char*>(data) + n, sizeof(int32_t));
-        if (n_inputs != -1) mmcv_deform_conv_spec_index(kind_, n_inputs);  // throws for an impossible count
-        auto* p = new MmcvDeformConvPlugin(kind_, attrs, n_inputs);
-        p->setPluginNamespace(ns_.c_str());
-        return p;
-    } catch (const std::exception& e) {
-        log_error(std::string(table_.name) + ": cannot deserialize plugin: " + e.what());
-        return nullptr;
-    }
+    const size_t n = length - sizeof(int32_t);
+    Attrs attrs;
+    if (!deserialize_attrs(t, data, n, &attrs, error)) return nullptr;
+    int32_t n_inputs;
+    std::memcpy(&n_inputs, static_cast<const char*>(data) + n, sizeof(int32_t));
+    if (n_inputs != -1) mmcv_deform_conv_spec_index(kind_, n_inputs);  // throws for an impossible count
+    return new MmcvDeformConvPlugin(kind_, attrs, n_inputs);
 }
 
 DYNCONV_REGISTER_CREATOR(MmcvModulatedDeformConvCreator);

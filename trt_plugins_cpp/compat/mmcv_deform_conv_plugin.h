@@ -36,23 +36,17 @@ private:
 };
 
 //! Creator of one compat plugin; fields validated strictly against the compat table.
-class MmcvDeformConvCreatorBase : public nvinfer1::IPluginCreator {
+class MmcvDeformConvCreatorBase : public CreatorBase {
 public:
-    explicit MmcvDeformConvCreatorBase(MmcvDcnKind kind);
-    const char* getPluginName() const noexcept override { return table_.name; }
-    const char* getPluginVersion() const noexcept override { return table_.version; }
-    const nvinfer1::PluginFieldCollection* getFieldNames() noexcept override { return &fc_; }
-    nvinfer1::IPluginV2* createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fc) noexcept override;
-    nvinfer1::IPluginV2* deserializePlugin(const char* name, const void* data, size_t length) noexcept override;
-    void setPluginNamespace(const char* ns) noexcept override { ns_ = ns ? ns : ""; }
-    const char* getPluginNamespace() const noexcept override { return ns_.c_str(); }
+    explicit MmcvDeformConvCreatorBase(MmcvDcnKind kind) : CreatorBase(mmcv_deform_conv_table(kind)), kind_(kind) {}
+
+protected:
+    PluginBase* make(const Attrs& attrs) const override { return new MmcvDeformConvPlugin(kind_, attrs); }
+    //! The field values, then the node's input count (see MmcvDeformConvPlugin::serialize).
+    PluginBase* from_blob(const void* data, size_t length, std::string* error) const override;
 
 private:
     MmcvDcnKind kind_;
-    const OpTable& table_;
-    std::vector<nvinfer1::PluginField> fields_;
-    nvinfer1::PluginFieldCollection fc_{};
-    std::string ns_;
 };
 
 class MmcvModulatedDeformConvCreator : public MmcvDeformConvCreatorBase {

@@ -18,21 +18,18 @@ protected:
     PluginBase* make(const Attrs& attrs) const override { return new TrtDcnv3Plugin(attrs); }
 };
 
-class TrtDcnv3Creator : public nvinfer1::IPluginCreator {
+//! Fields parsed against the TRTDCNv3 table and mapped to DynconvDCNv3's attributes; the serialized form
+//! is DynconvDCNv3's.
+class TrtDcnv3Creator : public CreatorBase {
 public:
-    TrtDcnv3Creator();
-    const char* getPluginName() const noexcept override { return trt_dcnv3_table().name; }
-    const char* getPluginVersion() const noexcept override { return trt_dcnv3_table().version; }
-    const nvinfer1::PluginFieldCollection* getFieldNames() noexcept override { return &fc_; }
-    nvinfer1::IPluginV2* createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fc) noexcept override;
-    nvinfer1::IPluginV2* deserializePlugin(const char* name, const void* data, size_t length) noexcept override;
-    void setPluginNamespace(const char* ns) noexcept override { ns_ = ns ? ns : ""; }
-    const char* getPluginNamespace() const noexcept override { return ns_.c_str(); }
+    TrtDcnv3Creator() : CreatorBase(trt_dcnv3_table()) {}
 
-private:
-    std::vector<nvinfer1::PluginField> fields_;
-    nvinfer1::PluginFieldCollection fc_{};
-    std::string ns_;
+protected:
+    PluginBase* make(const Attrs& dcnv3_attrs) const override { return new TrtDcnv3Plugin(dcnv3_attrs); }
+    bool to_attrs(const FieldValue* fields, int n_fields, Attrs* out, std::string* error) const override {
+        return trt_dcnv3_to_attrs(fields, n_fields, out, error);
+    }
+    PluginBase* from_blob(const void* data, size_t length, std::string* error) const override;
 };
 
 } // namespace dynconv

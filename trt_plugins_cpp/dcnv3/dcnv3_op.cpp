@@ -4,12 +4,7 @@ namespace dynconv {
 
 Dcnv3Params dcnv3_params(const Attrs& a) {
     Dcnv3Params p{};
-    const auto& k = a.ints("kernel_size");
-    const auto& s = a.ints("stride");
-    const auto& pd = a.ints("padding");
-    const auto& d = a.ints("dilation");
-    p.kh = k[0]; p.kw = k[1]; p.sh = s[0]; p.sw = s[1];
-    p.ph = pd[0]; p.pw = pd[1]; p.dh = d[0]; p.dw = d[1];
+    read_kernel_window(a, &p);
     p.group = a.i("group");
     p.group_channels = a.i("group_channels");
     p.offset_scale = static_cast<float>(a.f("offset_scale"));

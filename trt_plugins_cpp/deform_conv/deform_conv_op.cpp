@@ -36,12 +36,7 @@ void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
 
 DeformConvParams deform_conv_params(const Attrs& a) {
     DeformConvParams p{};
-    const auto& s = a.ints("stride");
-    const auto& pd = a.ints("padding");
-    const auto& d = a.ints("dilation");
-    p.sh = s[0]; p.sw = s[1];
-    p.ph = pd[0]; p.pw = pd[1];
-    p.dh = d[0]; p.dw = d[1];
+    read_conv_window(a, &p);
     p.groups = a.i("groups");
     p.offset_groups = a.i("offset_groups");
     p.with_mask = a.i("with_mask");

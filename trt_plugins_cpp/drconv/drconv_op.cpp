@@ -4,12 +4,7 @@ namespace dynconv {
 
 DrconvParams drconv_params(const Attrs& a) {
     DrconvParams p{};
-    const auto& k = a.ints("kernel_size");
-    const auto& s = a.ints("stride");
-    const auto& pd = a.ints("padding");
-    const auto& d = a.ints("dilation");
-    p.kh = k[0]; p.kw = k[1]; p.sh = s[0]; p.sw = s[1];
-    p.ph = pd[0]; p.pw = pd[1]; p.dh = d[0]; p.dw = d[1];
+    read_kernel_window(a, &p);
     p.m = a.i("region_num");
     return p;
 }

@@ -4,12 +4,7 @@ namespace dynconv {
 
 InvolutionParams involution_params(const Attrs& a) {
     InvolutionParams p{};
-    const auto& k = a.ints("kernel_size");
-    const auto& s = a.ints("stride");
-    const auto& pd = a.ints("padding");
-    const auto& d = a.ints("dilation");
-    p.kh = k[0]; p.kw = k[1]; p.sh = s[0]; p.sw = s[1];
-    p.ph = pd[0]; p.pw = pd[1]; p.dh = d[0]; p.dw = d[1];
+    read_kernel_window(a, &p);
     p.groups = a.i("groups");
     return p;
 }
