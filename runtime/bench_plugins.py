@@ -1,8 +1,12 @@
 """Plugin speed table: each core op inside a TensorRT engine vs TensorRT engines of a standard 3x3
 conv and a depthwise 3x3 conv of the same shape, and vs PyTorch eager references where they exist.
 
-``python -m dynconv.runtime.bench_plugins [--json out.json] [--precision fp16 fp32] [--runs 200]``
-Needs TensorRT, a CUDA GPU, cuda-python, torch and the plugin library. Prints a table and writes JSON.
+    python -m dynconv.export.gpu_cases DIR --bench            # stage 1: torch (writes the models)
+    python -m dynconv.runtime.bench_plugins DIR [--json out.json] [--precision fp16 fp32] [--runs 200]
+
+This is stage 2: no torch. It needs TensorRT, a CUDA GPU, cuda-python and the plugin library; it
+builds every benchmark engine from ``DIR/manifest.json``, times it (median GPU ms, CUDA events), merges
+the eager CUDA-graph timings of ``DIR/eager_timings.json`` when present, prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -23,6 +27,8 @@ from .errors import DynconvError
 
 log = logging.getLogger("dynconv.runtime")
 PROG = "dynconv-bench-plugins"
+MANIFEST = "manifest.json"  # names shared with dynconv.export.gpu_cases (which imports torch)
+EAGER_TIMINGS = "eager_timings.json"
 SHAPES = [(1, 256, 100, 152), (8, 128, 28, 28), (32, 64, 56, 56)]
 
 
@@ -36,6 +42,7 @@ class Result:
     depthwise_ms: float
     eager_ms: float | None
     eager_name: str | None
+    case: str = ""
 
     @property
     def vs_conv(self) -> float:
@@ -46,150 +53,87 @@ class Result:
         return self.plugin_ms / self.depthwise_ms
 
 
-def baseline_models(shape: tuple[int, int, int, int]):
-    """(name, nn.Module, input) for the standard and depthwise 3x3 conv engines."""
-    import torch
-
-    n, c, h, w = shape
-    x = torch.randn(shape)
-    return [("conv3x3", torch.nn.Conv2d(c, c, 3, padding=1).eval(), (x,)),
-            ("depthwise3x3", torch.nn.Conv2d(c, c, 3, padding=1, groups=c).eval(), (x,))]
-
-
-def plugin_onnx(case, shape: tuple[int, int, int, int], fp16: bool):
-    """trt-flavour ONNX of one core op at ``shape`` (static) and its graph inputs."""
-    from ..export import ExportOptions, export_model
-
-    model, inputs = case.model(*shape)
-    return export_model(model, inputs, ExportOptions(target="trt", exporter="torchscript", fp16=fp16)), inputs
+def load_manifest(directory: str | Path) -> dict:
+    """``DIR/manifest.json`` written by ``python -m dynconv.export.gpu_cases DIR``."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise DynconvError(f"{path} does not exist: write it with `python -m dynconv.export.gpu_cases "
+                           f"{directory} --bench` (stage 1, needs torch)")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DynconvError(f"{path} is not readable JSON: {exc}") from exc
 
 
-def engine_gpu_ms(proto, inputs, fp16: bool, workdir: Path, runs: int) -> float:
-    """Median GPU time (CUDA events) of one engine built from ``proto``."""
-    import onnx
+def load_eager(directory: str | Path) -> dict[tuple[str, tuple[int, ...], str], dict]:
+    """Eager timings by (case id, shape, precision); empty when stage 1 had no CUDA."""
+    path = Path(directory) / EAGER_TIMINGS
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text()).get("timings", [])
+    return {(r["id"], tuple(r["shape"]), r["precision"]): r for r in rows}
 
+
+def make_feeds(inputs: Sequence[dict], seed: int = 0) -> dict[str, np.ndarray]:
+    """Normal values with the mean and std stage 1 recorded for each input."""
+    rng = np.random.default_rng(seed)
+    return {d["name"]: (rng.standard_normal(d["shape"], dtype=np.float32) * d["std"] + d["mean"]).astype(d["dtype"])
+            for d in inputs}
+
+
+def engine_gpu_ms(onnx_path: Path, inputs: Sequence[dict], fp16: bool, workdir: Path, runs: int) -> float:
+    """Median GPU time (CUDA events) of one engine built from ``onnx_path`` (static shapes)."""
     from . import bench
     from .builder import BuildOptions, build
     from .engine import Engine
 
-    path = workdir / "m.onnx"
-    onnx.save(proto, path)
     plan = workdir / "m.plan"
-    build(BuildOptions(path, plan, plugins="auto", fp16=fp16))
-    feeds = {v.name: t.numpy().astype(np.float16 if fp16 else np.float32) for v, t in zip(proto.graph.input, inputs)}
+    build(BuildOptions(Path(onnx_path), plan, plugins="auto", fp16=fp16))
     with Engine(plan, plugins="auto") as engine:
-        return bench.trt_breakdown(engine, feeds, warmup=20, runs=runs)["gpu_ms"]
+        return bench.trt_breakdown(engine, make_feeds(inputs), warmup=20, runs=runs)["gpu_ms"]
 
 
-def eager_reference(op: str) -> tuple[str, Callable] | None:
-    """The PyTorch eager implementation users would otherwise run, if one exists."""
-    if op == "DynconvDeformConv2d":
-        try:
-            from torchvision.ops import deform_conv2d
-        except Exception:
-            return None
-        return "torchvision.deform_conv2d", lambda x, w, off, mask=None, bias=None: deform_conv2d(
-            x, off, w, bias, padding=(1, 1), mask=mask)
-    if op == "DynconvInvolution":
-        return "unfold involution", _unfold_involution
-    if op == "DynconvDDF":
-        return "unfold ddf", _unfold_ddf
-    return None
-
-
-def _unfold_involution(x, weight):
-    import torch.nn.functional as F
-
-    n, c, h, w = x.shape
-    g = weight.shape[1] // 9
-    cols = F.unfold(x, 3, padding=1).view(n, g, c // g, 9, h, w)
-    return (cols * weight.view(n, g, 1, 9, h, w)).sum(3).view(n, c, h, w)
-
-
-def _unfold_ddf(x, channel_filter, spatial_filter):
-    import torch.nn.functional as F
-
-    n, c, h, w = x.shape
-    cols = F.unfold(x, 3, padding=1).view(n, c, 9, h, w)
-    return (cols * channel_filter.view(n, c, 9, 1, 1) * spatial_filter.view(n, 1, 9, h, w)).sum(2)
-
-
-def eager_ms(fn: Callable, tensors: Sequence, fp16: bool, runs: int) -> float:
-    """Median ms of ``fn`` on CUDA tensors, replayed in a CUDA graph (launch overhead removed)."""
-    import torch
-
-    dtype = torch.float16 if fp16 else torch.float32
-    args = [t.cuda().to(dtype) for t in tensors]
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream), torch.no_grad():
-        for _ in range(3):
-            fn(*args)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn(*args)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(runs):
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
-
-
-def run(precisions: Sequence[str], runs: int, shapes: Sequence[tuple[int, int, int, int]]) -> list[Result]:
-    from ..export import ExportOptions, export_model
-    from ..export.op_models import benchmark_cases
-
+def run(directory: str | Path, precisions: Sequence[str], runs: int) -> list[Result]:
+    directory = Path(directory)
+    bench_section = load_manifest(directory).get("bench")
+    if not bench_section:
+        raise DynconvError(f"{directory / MANIFEST} has no benchmark models: rerun stage 1 with --bench")
+    eager = load_eager(directory)
+    items = [i for i in bench_section["items"] if i["precision"] in precisions]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for shape in shapes:
+        for shape in bench_section["shapes"]:
             for precision in precisions:
+                group = [i for i in items if i["shape"] == shape and i["precision"] == precision]
                 fp16 = precision == "fp16"
-                base = {}
-                for name, module, args in baseline_models(shape):
-                    proto = export_model(module, args, ExportOptions(target="onnx", exporter="torchscript", fp16=fp16))
-                    base[name] = engine_gpu_ms(proto, args, fp16, workdir, runs)
-                for case in benchmark_cases():
-                    proto, inputs = plugin_onnx(case, shape, fp16)
-                    plugin = engine_gpu_ms(proto, inputs, fp16, workdir, runs)
-                    ref = eager_reference(case.op)
-                    eager = None
-                    if ref is not None:
-                        model, _ = case.model(*shape)
-                        tensors = _eager_args(case, model, inputs)
-                        eager = eager_ms(ref[1], tensors, fp16, runs)
-                    results.append(Result(case.label, shape, precision, plugin, base["conv3x3"], base["depthwise3x3"],
-                                          eager, ref[0] if ref else None))
+                base = {i["id"]: engine_gpu_ms(directory / i["onnx"], i["inputs"], fp16, workdir, runs)
+                        for i in group if i["kind"] == "baseline"}
+                for item in (i for i in group if i["kind"] == "plugin"):
+                    plugin = engine_gpu_ms(directory / item["onnx"], item["inputs"], fp16, workdir, runs)
+                    ref = eager.get((item["id"], tuple(shape), precision), {})
+                    results.append(Result(item["label"], tuple(shape), precision, plugin, base["conv3x3"],
+                                          base["depthwise3x3"], ref.get("eager_ms"), ref.get("eager_name"),
+                                          item["id"]))
                     log.info("%s", _row(results[-1]))
     return results
 
 
-def _eager_args(case, model, inputs):
-    """Arguments of the eager reference in its own order."""
-    if case.op == "DynconvDeformConv2d":
-        x, offset, *mask = inputs
-        bias = model.bias.detach() if hasattr(model, "bias") else None
-        return [x, model.weight.detach(), offset, mask[0] if mask else None, bias]
-    return list(inputs)
-
-
 def _row(r: Result) -> str:
     eager = f"{r.eager_ms:8.3f}" if r.eager_ms is not None else "       -"
-    return (f"{r.op:<44} {'x'.join(map(str, r.shape)):<14} {r.precision:<5} {r.plugin_ms:8.3f} {r.conv3x3_ms:8.3f} "
+    return (f"{r.op:<52} {'x'.join(map(str, r.shape)):<14} {r.precision:<5} {r.plugin_ms:8.3f} {r.conv3x3_ms:8.3f} "
             f"{r.depthwise_ms:8.3f} {eager} {r.vs_conv:6.2f} {r.vs_depthwise:6.2f}")
 
 
 def table(results: Sequence[Result]) -> str:
-    head = (f"{'op':<44} {'NxCxHxW':<14} {'prec':<5} {'plugin':>8} {'conv3x3':>8} {'dw3x3':>8} {'eager':>8} "
+    head = (f"{'op':<52} {'NxCxHxW':<14} {'prec':<5} {'plugin':>8} {'conv3x3':>8} {'dw3x3':>8} {'eager':>8} "
             f"{'/conv':>6} {'/dw':>6}   (median GPU ms)")
     return "\n".join([head, *(_row(r) for r in results)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("dir", help="stage-1 directory (python -m dynconv.export.gpu_cases DIR --bench)")
     p.add_argument("--precision", nargs="+", choices=("fp16", "fp32"), default=["fp16", "fp32"])
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--json", help="write the results here")
@@ -199,10 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .device import device_count
         from .trt_compat import import_tensorrt
 
+        manifest = load_manifest(args.dir)
+        if not manifest.get("bench"):
+            raise DynconvError(f"{Path(args.dir) / MANIFEST} has no benchmark models: rerun stage 1 with --bench")
         import_tensorrt()
         if device_count() == 0:
             raise DynconvError("no CUDA device is visible: the plugin benchmark needs a GPU")
-        results = run(args.precision, args.runs, SHAPES)
+        results = run(args.dir, args.precision, args.runs)
     except DynconvError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

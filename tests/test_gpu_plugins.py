@@ -1,43 +1,84 @@
 """TensorRT plugin parity on a GPU: engine (trt flavour) vs onnxruntime (reference flavour) vs PyTorch.
 
-Every op over the parity grid, FP32 and FP16, two runtime shapes inside one dynamic profile; plus the
-mixed example network end to end. Skips with a reason without TensorRT, a CUDA device or the
-plugin library (build it with ``dynconv-build-plugins``).
+Stage 2 of the GPU checks; imports no torch, so it runs in an interpreter that has TensorRT but not
+torch. Stage 1 (torch) writes the cases: ``python -m dynconv.export.gpu_cases DIR``; then
+
+    DYNCONV_GPU_CASES=DIR python -m pytest -q -m gpu tests/test_gpu_plugins.py
+
+Every op over the parity grid, FP32 and FP16, one dynamic profile and two run shapes inside it; plus
+the mixed example network end to end. Skips with a reason without the cases, TensorRT, a CUDA device
+or the plugin library (build it with ``dynconv-build-plugins``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
-import torch
 
-from dynconv.export import ExportOptions, export_model
-from dynconv.export.examples import build_example
-from dynconv.export.op_models import OpCase, parity_grid
 from parity import assert_close_scaled, run_onnxruntime
 
-CHANNELS = 32
-PROFILE = {"min": (1, 7, 9), "opt": (2, 13, 17), "max": (3, 24, 24)}  # (N, H, W)
-RUN_SIZES = [(2, 13, 17), (3, 21, 19)]
+ENV_VAR = "DYNCONV_GPU_CASES"
+PRECISIONS = ("fp32", "fp16")
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max abs error / max |reference|
+MIN_COSINE_FP16 = 0.9999
+
+
+def _cases_dir() -> tuple[Path | None, str | None]:
+    value = os.environ.get(ENV_VAR)
+    if not value:
+        return None, (f"${ENV_VAR} is not set: write the cases with `python -m dynconv.export.gpu_cases DIR` "
+                      f"(stage 1, torch) and set {ENV_VAR}=DIR")
+    path = Path(value)
+    if not (path / "manifest.json").is_file():
+        return None, f"{ENV_VAR}={value!r} has no manifest.json: run `python -m dynconv.export.gpu_cases {value}`"
+    return path, None
 
 
 def _skip_reason() -> str | None:
+    reasons = []
+    _, missing = _cases_dir()
+    if missing:
+        reasons.append(missing)
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        return "tensorrt is not installed"
-    from dynconv.runtime.device import device_count
+        reasons.append("tensorrt is not installed")
+    else:
+        from dynconv.runtime.device import device_count
 
-    if device_count() == 0:
-        return "no CUDA device (or cuda-python missing)"
+        if device_count() == 0:
+            reasons.append("no CUDA device (or cuda-python missing)")
+    from dynconv.plugins.errors import DynconvError
     from dynconv.plugins.native import find_plugin_library
 
-    if find_plugin_library() is None:
-        return "plugin library not built (run dynconv-build-plugins)"
-    return None
+    try:
+        if find_plugin_library() is None:
+            reasons.append("plugin library not built (run dynconv-build-plugins)")
+    except DynconvError as exc:
+        reasons.append(str(exc))
+    return "; ".join(reasons) or None
 
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+def _manifest_cases() -> list[dict]:
+    path, _ = _cases_dir()
+    if path is None:
+        return []
+    return json.loads((path / "manifest.json").read_text())["cases"]
+
+
+SKIP = _skip_reason()
+CASES = _manifest_cases()
+OP_CASES = [c for c in CASES if c["kind"] == "op"] or [None]
+NETWORK_CASES = [c for c in CASES if c["kind"] == "network"] or [None]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(SKIP is not None, reason=str(SKIP))]
+
+
+def _id(case: dict | None) -> str:
+    return case["id"] if case else "no-cases"
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,64 +86,62 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
 
 
-def _graph_inputs(case: OpCase, n: int, h: int, w: int) -> list[np.ndarray]:
-    _, inputs = case.model(n, CHANNELS, h, w, seed=n * 1000 + h * 10 + w)
-    return [t.numpy() for t in inputs]
+def _load_npz(path: Path, names: list[str]) -> list[np.ndarray]:
+    with np.load(path) as data:
+        return [data[name] for name in names]
 
 
-def _build(tmp_path, proto, shapes: dict) -> "object":
+def _check_case(tmp_path: Path, case: dict | None, precision: str) -> None:
+    """Build the case's engine at ``precision`` and compare it at both run shapes."""
     import onnx
 
+    from dynconv.runtime import Engine
     from dynconv.runtime.builder import BuildOptions, build
 
-    onnx_path, plan = tmp_path / "m.onnx", tmp_path / "m.plan"
-    onnx.save(proto, onnx_path)
-    build(BuildOptions(onnx_path, plan, plugins="auto", shapes=shapes))
-    return plan
-
-
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("case", parity_grid(), ids=lambda c: c.label.replace(" ", "_"))
-def test_plugin_matches_onnxruntime_and_pytorch(tmp_path, case, precision):
-    from dynconv.runtime import Engine
-
+    if case is None:
+        pytest.skip(f"the {ENV_VAR} manifest has no case of this kind")
+    root, _ = _cases_dir()
+    files = case["files"]
     fp16 = precision == "fp16"
-    dynamic = ("batch",) if case.layout == "NHWC" else ("batch", "height", "width")
-    sizes = PROFILE if case.layout == "NCHW" else {k: (v[0],) + PROFILE["opt"][1:] for k, v in PROFILE.items()}
-    runs = RUN_SIZES if case.layout == "NCHW" else [(n,) + PROFILE["opt"][1:] for n, _, _ in RUN_SIZES]
-    model, example = case.model(*(sizes["opt"][:1] + (CHANNELS,) + sizes["opt"][1:]))
-    trt_onnx = export_model(model, example, ExportOptions(target="trt", dynamic=dynamic, fp16=fp16))
-    ref_onnx = export_model(model, example, ExportOptions(target="onnx", dynamic=dynamic))
-    names = [i.name for i in trt_onnx.graph.input]
-    profile = {name: tuple(tuple(a.shape) for a in arrays) for name, arrays in zip(
-        names, zip(*[_graph_inputs(case, *sizes[k]) for k in ("min", "opt", "max")]))}
-    plan = _build(tmp_path, trt_onnx, profile)
+    profile = json.loads((root / files["profile"]).read_text())
+    shapes = {name: tuple(tuple(p[k]) for k in ("min", "opt", "max")) for name, p in profile.items()}
+    plan = tmp_path / f"{case['id']}-{precision}.plan"
+    build(BuildOptions(root / files[f"trt_{precision}"], plan, plugins="auto", fp16=fp16, shapes=shapes))
+    ref_onnx = onnx.load(root / files["ref"])
+    names, outputs = case["input_names"], case["output_names"]
+    tol = TOLERANCE[precision]
     with Engine(plan, plugins="auto") as engine:
-        for n, h, w in runs:
-            arrays = _graph_inputs(case, n, h, w)
+        for inputs_file, eager_file in zip(files["inputs"], files["eager"]):
+            arrays = _load_npz(root / inputs_file, names)
+            eager = _load_npz(root / eager_file, outputs)[0]
             feeds = {name: a.astype(np.float16) if fp16 else a for name, a in zip(names, arrays)}
-            got = next(iter(engine.infer(feeds).values())).astype(np.float32)
+            result = engine.infer(feeds)
+            got = (result[outputs[0]] if outputs[0] in result else next(iter(result.values()))).astype(np.float32)
             ref = run_onnxruntime(ref_onnx, arrays)[0]
-            with torch.no_grad():
-                eager = model(*[torch.from_numpy(a) for a in arrays]).numpy()
-            assert_close_scaled(ref, eager, 1e-4)
-            if fp16:
-                assert_close_scaled(got, ref, 1e-2)
-                assert _cosine(got, ref) >= 0.9999
-            else:
-                assert_close_scaled(got, ref, 1e-4)
+            where = f"{case['id']} {precision} at input shapes {[a.shape for a in arrays]}"
+            _compare(ref, eager, 1e-4, None, f"{where}: onnxruntime reference vs PyTorch eager")
+            cosine = MIN_COSINE_FP16 if fp16 else None
+            _compare(got, ref, tol, cosine, f"{where}: TensorRT vs onnxruntime")
+            _compare(got, eager, tol, cosine, f"{where}: TensorRT vs PyTorch eager")
 
 
-def test_mixed_example_end_to_end(tmp_path):
-    from dynconv.runtime import Engine
+def _compare(actual: np.ndarray, expected: np.ndarray, tol: float, min_cosine: float | None, what: str) -> None:
+    try:
+        assert_close_scaled(actual, expected, tol)
+        if min_cosine is not None:
+            cos = _cosine(actual, expected)
+            assert cos >= min_cosine, f"cosine {cos:.6f} < {min_cosine}"
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: {exc}") from None
 
-    model, x = build_example("mixed")
-    trt_onnx = export_model(model, (x,), ExportOptions(target="trt", dynamic=("batch",)))
-    ref_onnx = export_model(model, (x,), ExportOptions(target="onnx", dynamic=("batch",)))
-    shape = tuple(x.shape[1:])
-    plan = _build(tmp_path, trt_onnx, {"input": ((1, *shape), (2, *shape), (4, *shape))})
-    with Engine(plan, plugins="auto") as engine:
-        for n in (1, 3):
-            inp = torch.randn(n, *shape).numpy()
-            got = engine.infer({"input": inp})["output"]
-            assert_close_scaled(got, run_onnxruntime(ref_onnx, [inp])[0], 1e-4)
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("case", OP_CASES, ids=_id)
+def test_plugin_matches_onnxruntime_and_pytorch(tmp_path, case, precision):
+    _check_case(tmp_path, case, precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("case", NETWORK_CASES, ids=_id)
+def test_mixed_example_end_to_end(tmp_path, case, precision):
+    _check_case(tmp_path, case, precision)
