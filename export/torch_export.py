@@ -69,16 +69,20 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
 
 
 def _torch_export(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions) -> torch.export.ExportedProgram:
-    names = _forward_arg_names(model, len(args))
-    shapes: dict[str, Any] = {}
-    for name, arg in zip(names, args):
-        spec: dict[int, Any] = {}
-        if isinstance(arg, torch.Tensor) and arg.dim() == 4:
-            spec = {axis: Dim.DYNAMIC for key, axis in DYNAMIC_AXES.items() if key in options.dynamic}
-        elif isinstance(arg, torch.Tensor) and arg.dim() >= 1 and "batch" in options.dynamic:
-            spec = {0: Dim.DYNAMIC}
-        shapes[name] = spec or None
+    specs = [_dim_spec(arg, options) for arg in args]
+    names, varargs = _forward_arg_names(model)
+    shapes: dict[str, Any] = dict(zip(names, specs[:len(names)]))
+    if varargs is not None:  # forward(self, *inputs): one tuple of specs under the starred name
+        shapes[varargs] = tuple(specs[len(names):])
     return torch.export.export(model, tuple(args), dynamic_shapes=shapes if options.dynamic else None, strict=False)
+
+
+def _dim_spec(arg: Any, options: ExportOptions) -> dict[int, Any] | None:
+    if isinstance(arg, torch.Tensor) and arg.dim() == 4:
+        return {axis: Dim.DYNAMIC for key, axis in DYNAMIC_AXES.items() if key in options.dynamic} or None
+    if isinstance(arg, torch.Tensor) and arg.dim() >= 1 and "batch" in options.dynamic:
+        return {0: Dim.DYNAMIC}
+    return None
 
 
 def _widen_size_one_dynamic_dims(args: Sequence[torch.Tensor], options: ExportOptions) -> tuple:
@@ -94,12 +98,14 @@ def _widen_size_one_dynamic_dims(args: Sequence[torch.Tensor], options: ExportOp
     return tuple(widened)
 
 
-def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
+def _forward_arg_names(model: torch.nn.Module) -> tuple[list[str], str | None]:
+    """Positional parameter names of ``forward`` and the name of its ``*args`` parameter, if any."""
     import inspect
 
-    params = [p for p in inspect.signature(model.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return [p.name for p in params[:count]]
+    params = list(inspect.signature(model.forward).parameters.values())
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = next((p.name for p in params if p.kind == p.VAR_POSITIONAL), None)
+    return names, varargs
 
 
 def _reference_table() -> dict:

@@ -56,3 +56,14 @@ def test_benchmark_script_builds_its_models_and_refuses_without_gpu(tmp_path, ca
         pass
     assert bench_plugins.main([str(tmp_path), "--runs", "1"]) == 2
     assert "TensorRT is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", parity_grid(), ids=lambda c: c.label.replace(" ", "_"))
+def test_single_op_model_dynamo_keeps_dynamic_dims(case):
+    """forward(*inputs) models: torch.export gets the dynamic dims of every starred input."""
+    model, inputs = case.model(2, 32, 11, 14)
+    dynamic = ("batch",) if case.layout == "NHWC" else ("batch", "height", "width")
+    proto = export_model(model, inputs, ExportOptions(target="trt", exporter="dynamo", dynamic=dynamic))
+    assert len(custom_nodes(proto)) == 1
+    for value in proto.graph.input:
+        assert value.type.tensor_type.shape.dim[0].dim_param.startswith("batch")
