@@ -14,7 +14,7 @@ from .options import ExportOptions, io_names
 from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, set_ir_version
 from .standard_ops import replace_with_standard_ops, standard_ops
 from .shapes import infer_shapes_with_custom_nodes
-from .reference_graph import record_calls, splice_references
+from .reference_graph import OpCall, run_and_record, splice_references
 from .torch_export import export_dynamo, export_torchscript
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,14 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
     args = tuple(example_inputs)
     if isinstance(model, torch.nn.Module):
         model.eval()
-    outputs = _run(model, args)
+    outputs, calls = _run(model, args)
     input_names = io_names(options.input_names, len(args), "input")
     output_names = io_names(options.output_names, len(outputs), "output")
 
     if options.exporter == "dynamo" and isinstance(model, torch.jit.ScriptModule):
         raise DynconvError("TorchScript models export with --exporter torchscript (torch.export cannot trace them)")
     try:
-        proto = _export(model, args, options, input_names, output_names)
+        proto = _export(model, args, calls, options, input_names, output_names)
     except DynconvError:
         raise
     except Exception as exc:
@@ -61,7 +61,7 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
     return proto
 
 
-def _export(model: Model, args: tuple, options: ExportOptions, input_names: list[str],
+def _export(model: Model, args: tuple, calls: list[OpCall], options: ExportOptions, input_names: list[str],
             output_names: list[str]) -> onnx.ModelProto:
     if options.exporter == "dynamo":
         proto = export_dynamo(model, args, options, input_names, output_names)
@@ -70,28 +70,27 @@ def _export(model: Model, args: tuple, options: ExportOptions, input_names: list
     proto = export_torchscript(module, args, options, input_names, output_names)
     if options.target == "onnx":
         typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic))
-        proto = splice_references(proto, record_calls(module, args), options.resolved_opset,
+        proto = splice_references(proto, calls, options.resolved_opset,
                                   keep=standard_ops(options.resolved_opset))
         _copy_output_types(typed, proto)
         proto = replace_with_standard_ops(proto, options.resolved_opset)
     return proto
 
 
-def _run(model: Model, args: tuple) -> list[torch.Tensor]:
-    """Run the model once: validates the example inputs and counts outputs."""
+def _run(model: Model, args: tuple) -> tuple[list[torch.Tensor], list[OpCall]]:
+    """Run the model once: validates the example inputs, counts outputs, records core-op calls."""
     runner = model.module() if isinstance(model, torch.export.ExportedProgram) else model
     try:
-        with torch.no_grad():
-            out = runner(*args)
+        out, calls = run_and_record(runner, args)
     except DynconvError:
         raise
     except Exception as exc:  # the user's model rejected the inputs: report it in one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DynconvError(f"the model failed on the example input: {type(exc).__name__}: {first}") from None
     if isinstance(out, torch.Tensor):
-        return [out]
+        return [out], calls
     if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
-        return list(out)
+        return list(out), calls
     raise DynconvError(f"the model must return a tensor or a tuple of tensors, got {type(out).__name__}")
 
 

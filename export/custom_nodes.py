@@ -15,7 +15,7 @@ from torch.onnx import symbolic_helper
 
 from ..plugins.registration import split_args
 from ..plugins.registry import all_specs
-from ..plugins.spec import DOMAIN, OpSpec
+from ..plugins.spec import OpSpec
 from .shapes import _Unknown
 
 PLUGIN_VERSION_ATTR = "plugin_version"
@@ -102,7 +102,3 @@ def _suffix(value: Any) -> str:
     if isinstance(value, float):
         return "f"
     return "i"
-
-
-def custom_domain() -> str:
-    return DOMAIN

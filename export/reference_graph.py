@@ -46,12 +46,17 @@ class _Recorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def record_calls(model: torch.nn.Module, args: Sequence[torch.Tensor]) -> list[OpCall]:
-    """Run ``model`` once and return its core-op calls in execution order."""
+def run_and_record(model: torch.nn.Module, args: Sequence[torch.Tensor]) -> tuple[Any, list[OpCall]]:
+    """Run ``model`` once; return its output and its core-op calls in execution order."""
     recorder = _Recorder()
     with torch.no_grad(), recorder:
-        model(*args)
-    return recorder.calls
+        out = model(*args)
+    return out, recorder.calls
+
+
+def record_calls(model: torch.nn.Module, args: Sequence[torch.Tensor]) -> list[OpCall]:
+    """Run ``model`` once and return its core-op calls in execution order."""
+    return run_and_record(model, args)[1]
 
 
 class _ReferenceModule(torch.nn.Module):
