@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import onnx
 import torch
@@ -22,23 +22,35 @@ log = logging.getLogger(__name__)
 Model = torch.nn.Module | torch.jit.ScriptModule | torch.export.ExportedProgram
 
 
-def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: ExportOptions | None = None) -> onnx.ModelProto:
+class ExampleRun(NamedTuple):
+    """One eager run of a model on its example inputs: its outputs and the core-op calls it made."""
+
+    outputs: list[torch.Tensor]
+    calls: list[OpCall]
+
+
+def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: ExportOptions | None = None,
+                 example_run: ExampleRun | None = None) -> onnx.ModelProto:
     """Export ``model`` called on ``example_inputs`` to an ONNX ModelProto.
 
     With ``options.target == "trt"`` every dynconv core op becomes one ``dynconv``-domain node
     named and attributed as its spec says; with ``"onnx"`` every core op is decomposed into
     standard ONNX ops. The result passes ``onnx.checker`` and carries output shapes.
+    ``example_run`` is :func:`run_example` of the same model and inputs when the caller already
+    has it (the model then runs only inside the exporter).
     """
     options = options or ExportOptions()
     args = tuple(example_inputs)
     if isinstance(model, torch.nn.Module):
         model.eval()
-    outputs, calls = _run(model, args)
+    outputs, calls = example_run if example_run is not None else run_example(model, args)
     input_names = io_names(options.input_names, len(args), "input")
     output_names = io_names(options.output_names, len(outputs), "output")
 
     if options.exporter == "dynamo" and isinstance(model, torch.jit.ScriptModule):
         raise DynconvError("TorchScript models export with --exporter torchscript (torch.export cannot trace them)")
+    if options.exporter == "dynamo" and isinstance(model, torch.export.ExportedProgram):
+        _require_program_dynamic_dims(model, options)
     try:
         proto = _export(model, args, calls, options, input_names, output_names)
     except DynconvError:
@@ -50,8 +62,8 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
                            f"{' '.join(lines[:2])[:400]} (try --exporter {other})") from None
 
     proto = cleanup(proto)
-    proto = rename_dynamic_dims(proto, options.dynamic)
-    check_dynamic_dims(proto, options.dynamic)
+    proto = rename_dynamic_dims(proto, options.dynamic_axes)
+    check_dynamic_dims(proto, options.dynamic_axes)
     proto = infer_shapes_with_custom_nodes(proto)
     if options.fp16:
         proto = convert_to_fp16(proto)
@@ -69,7 +81,7 @@ def _export(model: Model, args: tuple, calls: list[OpCall], options: ExportOptio
     module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
     proto = export_torchscript(module, args, options, input_names, output_names)
     if options.target == "onnx":
-        typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic))
+        typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic_axes))
         proto = splice_references(proto, calls, options.resolved_opset,
                                   keep=standard_ops(options.resolved_opset))
         _copy_output_types(typed, proto)
@@ -77,21 +89,38 @@ def _export(model: Model, args: tuple, calls: list[OpCall], options: ExportOptio
     return proto
 
 
-def _run(model: Model, args: tuple) -> tuple[list[torch.Tensor], list[OpCall]]:
-    """Run the model once: validates the example inputs, counts outputs, records core-op calls."""
+def run_example(model: Model, args: Sequence[torch.Tensor]) -> ExampleRun:
+    """Run the model once in eval mode: validates the example inputs, counts outputs, records core-op calls."""
+    if isinstance(model, torch.nn.Module):
+        model.eval()
     runner = model.module() if isinstance(model, torch.export.ExportedProgram) else model
     try:
-        out, calls = run_and_record(runner, args)
+        out, calls = run_and_record(runner, tuple(args))
     except DynconvError:
         raise
     except Exception as exc:  # the user's model rejected the inputs: report it in one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DynconvError(f"the model failed on the example input: {type(exc).__name__}: {first}") from None
     if isinstance(out, torch.Tensor):
-        return [out], calls
+        return ExampleRun([out], calls)
     if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
-        return list(out), calls
+        return ExampleRun(list(out), calls)
     raise DynconvError(f"the model must return a tensor or a tuple of tensors, got {type(out).__name__}")
+
+
+def _require_program_dynamic_dims(program: torch.export.ExportedProgram, options: ExportOptions) -> None:
+    """A torch.export program keeps the shapes it was exported with: a requested dynamic axis that
+    it fixed cannot be made dynamic again."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" and node.name in user_inputs else None
+        if not isinstance(value, torch.Tensor):
+            continue
+        for key, axis in options.dynamic_axes.items():
+            if axis < value.dim() and (value.dim() == 4 or axis == 0) and isinstance(value.shape[axis], int):
+                raise DynconvError(
+                    f"the torch.export program fixed input '{node.name}' axis {axis} ({key}) to {value.shape[axis]}: "
+                    f"export it with dynamic_shapes for that axis, or drop {key} from --dynamic")
 
 
 def _copy_output_types(source: onnx.ModelProto, target: onnx.ModelProto) -> None:

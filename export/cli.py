@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from ..plugins.errors import DynconvError
-from .options import DYNAMIC_AXES, EXPORTERS, TARGETS, ExportOptions
+from .options import DYNAMIC_AXES, EXPORTERS, LAYOUT_AXES, TARGETS, ExportOptions
 
 log = logging.getLogger("dynconv.export")
 PROG = "dynconv-export"
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exporter", choices=EXPORTERS, default=None,
                    help="PyTorch exporter (default: dynamo; torchscript for TorchScript files)")
     p.add_argument("--dynamic", default=None, help="comma list of dynamic axes: batch,height,width")
+    p.add_argument("--layout", choices=sorted(LAYOUT_AXES), default="nchw",
+                   help="where --dynamic height,width sit in 4-D inputs (nhwc: channels-last models)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and I/O (FP16 TensorRT engines)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17; >= 19 uses DeformConv "
                                                          "for DCN in the onnx target)")
@@ -89,27 +91,21 @@ def _load(args: argparse.Namespace) -> tuple[object, tuple[torch.Tensor, ...]]:
 
 
 def run(args: argparse.Namespace) -> list[str]:
-    from .api import export_model
-    from .reference_graph import record_calls
+    from .api import export_model, run_example
     from .report import ExportReport, describe_io, dynamic_modules, plugin_nodes
 
     model, inputs = _load(args)
     exporter = args.exporter or ("torchscript" if isinstance(model, torch.jit.ScriptModule) else "dynamo")
     options = ExportOptions(target=args.target, exporter=exporter, dynamic=parse_dynamic(args.dynamic),
+                            layout=args.layout,
                             opset=args.opset, fp16=args.fp16)
-    runner = model.module() if isinstance(model, torch.export.ExportedProgram) else model
-    try:
-        calls = record_calls(runner, inputs)
-    except DynconvError:
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DynconvError(f"the model failed on inputs {[list(t.shape) for t in inputs]}: {first}") from None
+    example_run = run_example(model, inputs)
+    calls = example_run.calls
     modules = dynamic_modules(model)
     if not calls and not modules:
         raise DynconvError("the model contains no dynamic-convolution op (dynconv, torchvision or mmcv "
                            "deformable conv); nothing for dynconv to do — export it with torch.onnx directly")
-    proto = export_model(model, inputs, options)
+    proto = export_model(model, inputs, options, example_run)
 
     report = ExportReport(target=options.target, exporter=exporter, opset=_opset(proto))
     report.modules.update(modules)

@@ -9,6 +9,7 @@ from ..plugins.errors import DynconvError
 TARGETS = ("trt", "onnx")
 EXPORTERS = ("dynamo", "torchscript")
 DYNAMIC_AXES = {"batch": 0, "height": 2, "width": 3}
+LAYOUT_AXES = {"nchw": DYNAMIC_AXES, "nhwc": {"batch": 0, "height": 1, "width": 2}}
 # TensorRT 8.5/8.6 parse ONNX up to opset 17; the torch.export-based exporter starts at 18 and
 # down-converts, so 17 is the portable default for every TensorRT the toolkit supports.
 DEFAULT_OPSET = 17
@@ -24,6 +25,8 @@ class ExportOptions:
             (every core op decomposed into standard ONNX ops, runnable by onnxruntime).
         exporter: ``"dynamo"`` (torch.export-based) or ``"torchscript"`` (``dynamo=False``).
         dynamic: which of ``batch``, ``height``, ``width`` stay symbolic on 4-D inputs.
+        layout: where height and width sit in 4-D inputs: ``"nchw"`` (axes 2, 3) or
+            ``"nhwc"`` (axes 1, 2; channels-last models such as InternImage's DCNv3 stages).
         opset: default ONNX opset (17 unless given). With the onnx target and opset >= 19,
             deformable convolutions become the standard ``DeformConv``.
         fp16: store float tensors, inputs and outputs as float16.
@@ -33,6 +36,7 @@ class ExportOptions:
     target: str = "trt"
     exporter: str = "dynamo"
     dynamic: tuple[str, ...] = ()
+    layout: str = "nchw"
     opset: int | None = None
     fp16: bool = False
     input_names: tuple[str, ...] = field(default_factory=tuple)
@@ -46,8 +50,15 @@ class ExportOptions:
         bad = [d for d in self.dynamic if d not in DYNAMIC_AXES]
         if bad:
             raise DynconvError(f"unknown dynamic axis {bad}; choose from {list(DYNAMIC_AXES)}")
+        if self.layout not in LAYOUT_AXES:
+            raise DynconvError(f"unknown layout {self.layout!r}; choose one of {list(LAYOUT_AXES)}")
         if self.opset is not None and not 13 <= self.opset <= 21:
             raise DynconvError(f"opset {self.opset} is not supported; use 13..21 (17 for TensorRT 8.5/8.6)")
+
+    @property
+    def dynamic_axes(self) -> dict[str, int]:
+        """The requested dynamic axes of a 4-D input, name -> axis index, in this layout."""
+        return {key: axis for key, axis in LAYOUT_AXES[self.layout].items() if key in self.dynamic}
 
     @property
     def resolved_opset(self) -> int:

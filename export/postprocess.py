@@ -11,7 +11,6 @@ import onnx_graphsurgeon as gs
 from ..plugins.errors import DynconvError
 from ..plugins.registry import get_spec
 from ..plugins.spec import DOMAIN
-from .options import DYNAMIC_AXES
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,14 @@ def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
     return cleaned
 
 
-def rename_dynamic_dims(model: onnx.ModelProto, dynamic: tuple[str, ...]) -> onnx.ModelProto:
-    """Name the symbolic input dims ``batch``/``height``/``width`` and rewrite them everywhere."""
+def rename_dynamic_dims(model: onnx.ModelProto, axes: dict[str, int]) -> onnx.ModelProto:
+    """Name the symbolic input dims ``batch``/``height``/``width`` (``axes``: name -> axis of a
+    4-D input) and rewrite them everywhere."""
     mapping: dict[str, str] = {}
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        for key, axis in DYNAMIC_AXES.items():
-            if key not in dynamic or axis >= len(dims) or (len(dims) != 4 and axis != 0):
+        for key, axis in axes.items():
+            if axis >= len(dims) or (len(dims) != 4 and axis != 0):
                 continue
             old = dims[axis].dim_param
             if old and old not in mapping:
@@ -50,12 +50,12 @@ def rename_dynamic_dims(model: onnx.ModelProto, dynamic: tuple[str, ...]) -> onn
     return model
 
 
-def check_dynamic_dims(model: onnx.ModelProto, dynamic: tuple[str, ...]) -> None:
+def check_dynamic_dims(model: onnx.ModelProto, axes: dict[str, int]) -> None:
     """Fail when a requested dynamic axis came out static (an exporter specialised it)."""
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        for key, axis in DYNAMIC_AXES.items():
-            if key in dynamic and axis < len(dims) and (len(dims) == 4 or axis == 0) and dims[axis].HasField("dim_value"):
+        for key, axis in axes.items():
+            if axis < len(dims) and (len(dims) == 4 or axis == 0) and dims[axis].HasField("dim_value"):
                 raise DynconvError(
                     f"input '{value.name}' axis {axis} ({key}) was requested dynamic but the exporter fixed it to "
                     f"{dims[axis].dim_value}: the model's code specialises that size (e.g. int() on a shape)")

@@ -148,9 +148,9 @@ def infer_shapes_with_custom_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.value_info[:]
     graph.value_info.extend(kept)
     _forget_placeholders([*graph.value_info, *graph.output])
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     for _ in range(len(model.graph.node) + 1):
         if not _annotate_once(model):
             break
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     return model

@@ -22,7 +22,7 @@ from ..plugins.spec import DOMAIN, OpSpec
 from .custom_nodes import dynamo_trt_table, register_torchscript_symbolics, unregister_torchscript_symbolics
 from .opset import downconvert
 from .standard_ops import standard_ops
-from .options import DYNAMIC_AXES, ExportOptions
+from .options import ExportOptions
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _torch_export(model: torch.nn.Module, args: Sequence[torch.Tensor], options:
 
 def _dim_spec(arg: Any, options: ExportOptions) -> dict[int, Any] | None:
     if isinstance(arg, torch.Tensor) and arg.dim() == 4:
-        return {axis: Dim.DYNAMIC for key, axis in DYNAMIC_AXES.items() if key in options.dynamic} or None
+        return {axis: Dim.DYNAMIC for axis in options.dynamic_axes.values()} or None
     if isinstance(arg, torch.Tensor) and arg.dim() >= 1 and "batch" in options.dynamic:
         return {0: Dim.DYNAMIC}
     return None
@@ -90,7 +90,7 @@ def _widen_size_one_dynamic_dims(args: Sequence[torch.Tensor], options: ExportOp
     widened = []
     for arg in args:
         if isinstance(arg, torch.Tensor) and arg.dim() >= 1:
-            axes = [a for k, a in DYNAMIC_AXES.items() if k in options.dynamic and (arg.dim() == 4 or a == 0)]
+            axes = [a for a in options.dynamic_axes.values() if arg.dim() == 4 or a == 0]
             for axis in axes:
                 if axis < arg.dim() and arg.shape[axis] == 1:
                     arg = torch.cat([arg, arg], dim=axis)
@@ -130,7 +130,7 @@ def _dynamic_axes(args: Sequence[torch.Tensor], input_names: list[str], options:
             continue
         if arg.dim() == 4:
             picked = {axis: key if key == "batch" or first_image else f"{key}_{name}"
-                      for key, axis in DYNAMIC_AXES.items() if key in options.dynamic}
+                      for key, axis in options.dynamic_axes.items()}
             first_image = False
         else:
             picked = {0: "batch"} if "batch" in options.dynamic and arg.dim() >= 1 else {}

@@ -129,11 +129,14 @@ def check_fields(op_name: str, attrs: Mapping[str, Any]) -> bytes:
     return blob.raw[:n]
 
 
-def run_reference(op_name: str, inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any]) -> np.ndarray:
-    """Run ``op_name`` (plugin or torch name) on the CPU through the C++ math (FP32).
+def run_reference(op_name: str, inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any],
+                  fp16_io: bool = False) -> np.ndarray:
+    """Run ``op_name`` (plugin or torch name) on the CPU through the C++ math (FP32 accumulation).
 
     ``attrs`` are field values as a plugin creator receives them (``with_<name>`` flags included
     for optional inputs; absent fields take the spec default). ``None`` marks an absent input.
+    ``fp16_io`` runs the algorithm the GPU runs for FP16 engines (e.g. DCN's tensor-core path, which
+    rounds the bilinear samples to FP16); the inputs should then hold FP16-representable values.
     """
     lib = cpuref_library()
     fields = FieldArray(attrs)
@@ -151,7 +154,7 @@ def run_reference(op_name: str, inputs: Sequence[np.ndarray | None], attrs: Mapp
     out_dims = (ctypes.c_int64 * 8)()
     out_rank = ctypes.c_int(0)
     err = ctypes.create_string_buffer(1024)
-    args = (op_name.encode(), fields.array, fields.count, n, ptrs, ranks, dims)
+    args = (op_name.encode(), fields.array, fields.count, n, ptrs, ranks, dims, ctypes.c_int(int(fp16_io)))
     if lib.dynconv_cpuref_run(*args, None, out_dims, ctypes.byref(out_rank), err, len(err)) != 0:
         raise DynconvError(err.value.decode())
     out = np.empty(tuple(out_dims[: out_rank.value]), dtype=np.float32)

@@ -30,6 +30,13 @@ CASES = {
         (dict(kernel_size=[3, 3], stride=[2, 2], padding=[1, 1], dilation=[2, 2], region_num=3), 2, 4, 9, 8, 2),
         (dict(kernel_size=[3, 1], stride=[2, 1], padding=[1, 0], dilation=[1, 1], region_num=2), 2, 2, 11, 6, 3),
         (dict(kernel_size=[1, 1], stride=[1, 1], padding=[0, 0], dilation=[1, 1], region_num=8), 1, 5, 4, 5, 4),
+        # several 256-pixel chunks and 64-pixel tiles per (sample, region); 64-channel tiles, partial last one
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=8), 2, 6, 23, 19, 70),
+        (dict(kernel_size=[5, 3], stride=[1, 2], padding=[2, 1], dilation=[1, 1], region_num=3), 1, 7, 30, 21, 17),
+        # more (sample, region) pairs than threads in the scan; most regions empty
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=130), 2, 3, 6, 7, 4),
+        # FP16: tensor-core tiles of 128 channels (two, the second partial)
+        (dict(kernel_size=[3, 3], stride=[2, 1], padding=[1, 1], dilation=[1, 2], region_num=4), 2, 5, 12, 13, 130),
     ],
     # DCNv3: C = group*group_channels, input NHWC; Cg picks the work split (16: 8-wide, 12/4: 4-wide,
     # 6: 2-wide vectors; 5/3/1: scalar path with a tail chunk), 3x3 takes the unrolled path.
@@ -63,6 +70,12 @@ CASES = {
         (dict(stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1, offset_groups=5), 1, 5, 6, 7, 7, 1, 1, 1, 1),
         (dict(stride=[1, 1], padding=[0, 1], dilation=[1, 1], groups=1, offset_groups=1), 2, 17, 5, 12, 33, 2, 4, 0, 0),
         (dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=2, offset_groups=4), 2, 16, 13, 15, 4, 3, 3, 1, 0),
+        # FP16 tensor-core path: 2 tiles of 128 channels, segments of 20 channels (chunks 16 + 4)
+        (dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, offset_groups=2), 2, 40, 9, 11, 160, 3, 3, 1, 1),
+        # 64-channel tiles per group, stride 2, segments of 18 channels (chunks 16 + 2)
+        (dict(stride=[2, 2], padding=[1, 1], dilation=[1, 1], groups=2, offset_groups=2), 1, 36, 15, 14, 96, 3, 3, 1, 1),
+        (dict(stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1, offset_groups=1), 3, 24, 7, 6, 48, 1, 1, 0, 1),
+        (dict(stride=[1, 1], padding=[2, 1], dilation=[1, 1], groups=1, offset_groups=1), 1, 8, 8, 9, 64, 5, 3, 1, 0),
     ],
 }
 
@@ -153,7 +166,7 @@ def test_cpuref_matches_torch(op, attrs, dims, extra, precision):
     ref = _reference(op, arrays, attrs)
     spec = P.get_spec(op)
     flags = {s.flag: int(arrays[k] is not None) for k, s in enumerate(spec.inputs) if s.optional and k < len(arrays)}
-    got = native.run_reference(op, arrays, {**flags, **attrs})
+    got = native.run_reference(op, arrays, {**flags, **attrs}, fp16_io=precision == "fp16")
     assert got.shape == ref.shape
     scale = max(1.0, float(np.abs(ref).max()))
     if precision == "fp16":
@@ -163,6 +176,25 @@ def test_cpuref_matches_torch(op, attrs, dims, extra, precision):
         tol = 1e-4 * scale
     err = float(np.abs(got - ref).max())
     assert err <= tol, f"{op} {attrs}: max abs err {err:.3g} > {tol:.3g}"
+
+
+@pytest.mark.parametrize("cout, k, mma", [(72, 3, True), (160, 3, True), (32, 1, True), (24, 3, False), (64, 5, False)])
+def test_deform_conv_fp16_engines_use_the_tensor_core_path_where_it_applies(cout, k, mma):
+    """FP16 I/O with >= 32 output channels per group and <= 9 taps rounds the samples to FP16 (MMA
+    operands); the FP32-FMA tiles do not, so their FP16-I/O result equals the FP32 one bit for bit."""
+    rng = np.random.default_rng(cout + k)
+    attrs = dict(stride=[1, 1], padding=[k // 2] * 2, dilation=[1, 1], groups=1, offset_groups=1)
+    spec = P.get_spec("deform_conv2d")
+    arrays = _deform_conv_inputs(spec, spec.normalize(attrs), 1, 16, 7, 8, [cout, k, k, 1, 1], rng)
+    arrays = [a.astype(np.float16).astype(np.float32) for a in arrays]
+    fields = {"with_mask": 1, "with_bias": 1, **attrs}
+    fp32_path = native.run_reference("deform_conv2d", arrays, fields)
+    fp16_path = native.run_reference("deform_conv2d", arrays, fields, fp16_io=True)
+    diff = float(np.abs(fp16_path - fp32_path).max())
+    if mma:
+        assert 0 < diff <= 1e-2 * float(np.abs(fp32_path).max())
+    else:
+        assert diff == 0
 
 
 def test_cpuref_rejects_bad_shapes():

@@ -67,6 +67,25 @@ def test_model_file_kinds(tmp_path, capsys, kind):
     assert [n.op_type for n in custom_nodes(onnx.load(tmp_path / "trt.onnx"))] == ["DynconvInvolution"]
 
 
+def test_channels_last_model_with_nhwc_layout(tmp_path, capsys):
+    from dynconv.plugins.dcnv3 import DCNv3
+
+    torch.manual_seed(0)
+    path, out = tmp_path / "nhwc.pt2", tmp_path / "nhwc.onnx"
+    x, dim = torch.randn(2, 10, 8, 16), torch.export.Dim.DYNAMIC
+    program = torch.export.export(DCNv3(16, group=2).eval(), (x,), dynamic_shapes=({0: dim, 1: dim, 2: dim},))
+    torch.export.save(program, path)
+    argv = [path, "-o", out, "--input-shape", "2x10x8x16", "--layout", "nhwc", "--dynamic", "batch,height,width"]
+    code, stdout, err = export(argv, capsys)
+    assert code == 0, err
+    assert "input  input: float ['batch', 'height', 'width', 16]" in stdout
+    assert "plugin nodes: DynconvDCNv3 x1" in stdout
+    torch.export.save(torch.export.export(DCNv3(16, group=2).eval(), (x,)), path)
+    code, stdout, err = export(argv, capsys)
+    assert code == 1 and not stdout
+    assert "the torch.export program fixed input 'x' axis 0 (batch) to 2" in err
+
+
 def test_fp16_export(tmp_path, capsys):
     out = tmp_path / "fp16.onnx"
     code, _, err = export(["--example", "involution", "-o", out, "--fp16"], capsys)

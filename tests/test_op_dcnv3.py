@@ -270,6 +270,25 @@ def test_dcnv4_module_without_pointwise_at_init_is_zero_weight_sum():
         assert_close_scaled(m(x), dcnv4(x, om, 3, 1, 1, 1, 2, 16, 1.0, 0), 1e-6)
 
 
+def test_dcnv4_token_layout_matches_nhwc():
+    torch.manual_seed(4)
+    layer = DCNv4(32, group=2, dw_kernel_size=3).eval()
+    torch.nn.init.normal_(layer.offset_mask.weight, std=0.3)
+    x = torch.randn(2, 5, 7, 32)
+    with torch.no_grad():
+        tokens = layer(x.reshape(2, 35, 32), shape=(5, 7))
+        assert tokens.shape == (2, 35, 32)
+        torch.testing.assert_close(tokens, layer(x).reshape(2, 35, 32))
+    with pytest.raises(DynconvError, match="needs shape"):
+        layer(x.reshape(2, 35, 32))
+
+
+def test_dcnv3_accepts_internimage_layer_names_only_for_its_layers():
+    DCNv3(32, group=2, act_layer="GELU", norm_layer="LN")
+    with pytest.raises(DynconvError, match="act_layer='ReLU'"):
+        DCNv3(32, group=2, act_layer="ReLU")
+
+
 def test_modules_backpropagate():
     v4 = DCNv4(32, group=2, dw_kernel_size=3)
     torch.nn.init.normal_(v4.offset_mask.bias)  # zero init means zero weights, hence a zero output
@@ -372,6 +391,45 @@ def test_dynamic_shapes_run_at_two_sizes(exporter):
         x = torch.randn(*shape)
         with torch.no_grad():
             assert_close_scaled(run_onnxruntime(model, [x.numpy()])[0], m(x))
+
+
+class NHWCBlock(torch.nn.Module):
+    """The channels-last layers as they are, NHWC in and out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = NCHWBlock()
+
+    def forward(self, x):
+        return self.block.v4(self.block.v3(x))
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("target", ["onnx", "trt"])
+def test_channels_last_model_exports_dynamic_height_width(exporter, target):
+    torch.manual_seed(3)
+    m = NHWCBlock().eval()
+    model = export_model(m, (torch.randn(2, 9, 7, 32),),
+                         ExportOptions(target=target, exporter=exporter, layout="nhwc",
+                                       dynamic=("batch", "height", "width")))
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "height", "width", 32]
+    dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    # ONNX shape inference cannot carry symbolic sizes through a Conv; torch.export names them
+    assert dims[0] == "batch" and dims[3] == 32
+    assert all(isinstance(d, str) for d in dims[1:3])
+    if exporter == "dynamo":
+        assert dims[1:3] == ["height", "width"]
+    if target == "onnx":
+        for shape in [(1, 12, 5, 32), (3, 6, 10, 32)]:
+            x = torch.randn(*shape)
+            with torch.no_grad():
+                assert_close_scaled(run_onnxruntime(model, [x.numpy()])[0], m(x))
+
+
+def test_unknown_layout_is_rejected():
+    with pytest.raises(DynconvError, match="unknown layout 'chw'"):
+        ExportOptions(layout="chw")
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)

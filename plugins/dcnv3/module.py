@@ -54,9 +54,13 @@ class DCNv3(nn.Module):
 
     def __init__(self, channels: int = 64, kernel_size: int = 3, dw_kernel_size: int | None = None, stride: int = 1,
                  pad: int = 1, dilation: int = 1, group: int = 4, offset_scale: float = 1.0,
-                 center_feature_scale: bool = False, remove_center: bool = False) -> None:
+                 center_feature_scale: bool = False, remove_center: bool = False, act_layer: str = "GELU",
+                 norm_layer: str = "LN") -> None:
         super().__init__()
         _check_common("DCNv3", channels, kernel_size, stride, pad, dilation, group, remove_center)
+        if (act_layer, norm_layer) != ("GELU", "LN"):  # InternImage's signature; every released model uses these
+            raise DynconvError(f"DCNv3: act_layer={act_layer!r}, norm_layer={norm_layer!r} are not supported; "
+                               "the offset branch is DWConv -> LayerNorm ('LN') -> GELU")
         dw_kernel_size = kernel_size if dw_kernel_size is None else dw_kernel_size
         self.channels, self.kernel_size, self.stride = channels, kernel_size, stride
         self.pad, self.dilation = pad, dilation
@@ -112,8 +116,8 @@ class DCNv4(nn.Module):
     ``y = dcnv4(value_proj(x), om)``; ``out = output_proj(y)``. ``without_pointwise`` drops
     value_proj/output_proj. With ``center_feature_scale`` the gate is computed, as in the original,
     from the aggregated ``y``: ``l = sigmoid(y @ W_c^T + b_c)``, ``y = y*(1 - l) + v*l``.
-    The original takes ``[N, H*W, C]`` plus ``shape``; reshape to ``[N, H, W, C]`` to use this one.
-    Requires ``C/G % 16 == 0`` like the original CUDA kernel.
+    Like the original, ``forward`` also takes ``[N, H*W, C]`` plus ``shape=(H, W)`` and then returns
+    ``[N, H*W, C]``. Requires ``C/G % 16 == 0`` like the original CUDA kernel.
     """
 
     def __init__(self, channels: int = 64, kernel_size: int = 3, stride: int = 1, pad: int = 1, dilation: int = 1,
@@ -155,7 +159,12 @@ class DCNv4(nn.Module):
             if self.output_proj.bias is not None:
                 nn.init.zeros_(self.output_proj.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> torch.Tensor:
+        if x.dim() == 3:  # the original's token layout [N, H*W, C] with shape=(H, W)
+            if shape is None:
+                raise DynconvError("DCNv4: a [N, H*W, C] input needs shape=(H, W); or pass [N, H, W, C]")
+            n, length, c = x.shape
+            return self.forward(x.reshape(n, shape[0], shape[1], c)).reshape(n, length, c)
         value = x if self.without_pointwise else self.value_proj(x)
         query = x
         if self.dw_kernel_size is not None:

@@ -110,11 +110,12 @@ int dynconv_cpuref_check_fields(const char* op, const FieldValue* fields, int n_
 }
 
 //! Run `op` on FP32 NCHW inputs. `dims` holds 8 int64 per input (first `ranks[k]` used; rank 0 =
-//! absent optional input). With out == nullptr only the output shape is computed.
+//! absent optional input). With out == nullptr only the output shape is computed. fp16_io != 0 runs the
+//! algorithm the GPU uses for FP16 I/O (inputs are expected to hold FP16-representable values already).
 //! Returns 0 on success, -1 with a one-line message in `err`.
 int dynconv_cpuref_run(const char* op, const FieldValue* fields, int n_fields, int n_inputs, const float* const* data,
-                       const int* ranks, const int64_t* dims, float* out, int64_t* out_dims, int* out_rank, char* err,
-                       int errlen) {
+                       const int* ranks, const int64_t* dims, int fp16_io, float* out, int64_t* out_dims, int* out_rank,
+                       char* err, int errlen) {
     try {
         const OpTable* t = find_op_table(op);
         if (!t) { set_error(err, errlen, std::string("unknown op ") + op); return -1; }
@@ -129,7 +130,8 @@ int dynconv_cpuref_run(const char* op, const FieldValue* fields, int n_fields, i
             shapes[k].assign(dims + 8 * k, dims + 8 * k + ranks[k]);
             ptrs[k] = data[k];
         }
-        Shape o = cop->run(a, shapes, ptrs, out);
+        const CpuRunFn run = fp16_io && cop->run_fp16 ? cop->run_fp16 : cop->run;
+        Shape o = run(a, shapes, ptrs, out);
         *out_rank = int(o.size());
         for (size_t k = 0; k < o.size() && k < 8; ++k) out_dims[k] = o[k];
         return 0;

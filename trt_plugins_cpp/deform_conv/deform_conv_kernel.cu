@@ -1,22 +1,25 @@
 #include "deform_conv/deform_conv_kernel.h"
 
+#include <type_traits>
+
+#include "common/gpu_exec.cuh"
+#include "deform_conv/deform_conv_mma.h"
+
 namespace dynconv {
 namespace {
-
-//! Executor of deform_conv_block on the GPU: this thread's part of each phase; sync() is a block barrier.
-template <class Cfg>
-struct GpuBlockExec {
-    DcAcc<Cfg> acc;  // TM x TN FP32 accumulators (registers: indices are compile-time after unrolling)
-    template <class F>
-    __device__ __forceinline__ void each(F&& f) { f(int(threadIdx.x), acc); }
-    __device__ __forceinline__ void sync() { __syncthreads(); }
-};
 
 template <class Cfg, typename T>
 __global__ void __launch_bounds__(Cfg::kThreads) deform_conv_kernel(DeformConvParams p, DcPtrs<T> io) {
     __shared__ DcSmem<Cfg> sm;
-    GpuBlockExec<Cfg> ex;
+    GpuBlockExec<DcAcc<Cfg>> ex;
     deform_conv_block<Cfg, T>(p, io, int(blockIdx.x), int(blockIdx.y), sm, ex);
+}
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads) deform_conv_mma_kernel(DeformConvParams p, DcPtrs<__half> io) {
+    __shared__ DcMmaSmem<Cfg> sm;
+    GpuMmaExec ex;
+    deform_conv_mma_block<Cfg, __half>(p, io, int(blockIdx.x), int(blockIdx.y), sm, ex);
 }
 
 template <class Cfg, typename T>
@@ -28,6 +31,40 @@ cudaError_t launch(const DcPtrs<T>& io, const DeformConvParams& p, cudaStream_t 
     return checked_launch();
 }
 
+template <class Cfg>
+cudaError_t launch_mma(const DcPtrs<__half>& io, const DeformConvParams& p, cudaStream_t stream) {
+    const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
+    if (gx == 0 || gy == 0) return cudaSuccess;
+    if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
+    deform_conv_mma_kernel<Cfg><<<dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, 0, stream>>>(p, io);
+    return checked_launch();
+}
+
+template <typename T>
+cudaError_t launch_choice(DcKernel kernel, const DcPtrs<T>& io, const DeformConvParams& p, cudaStream_t stream);
+
+template <>
+cudaError_t launch_choice<float>(DcKernel kernel, const DcPtrs<float>& io, const DeformConvParams& p, cudaStream_t stream) {
+    switch (kernel) {
+    case DcKernel::kFmaLarge: return launch<DcTileLarge, float>(io, p, stream);
+    case DcKernel::kFmaMedium: return launch<DcTileMedium, float>(io, p, stream);
+    case DcKernel::kFmaSmall: return launch<DcTileSmall, float>(io, p, stream);
+    default: return cudaErrorInvalidValue;  // the MMA path is FP16-only
+    }
+}
+
+template <>
+cudaError_t launch_choice<__half>(DcKernel kernel, const DcPtrs<__half>& io, const DeformConvParams& p, cudaStream_t stream) {
+    switch (kernel) {
+    case DcKernel::kFmaLarge: return launch<DcTileLarge, __half>(io, p, stream);
+    case DcKernel::kFmaMedium: return launch<DcTileMedium, __half>(io, p, stream);
+    case DcKernel::kFmaSmall: return launch<DcTileSmall, __half>(io, p, stream);
+    case DcKernel::kMmaWide: return launch_mma<DcMmaTileWide>(io, p, stream);
+    case DcKernel::kMmaTall: return launch_mma<DcMmaTileTall>(io, p, stream);
+    }
+    return cudaErrorInvalidValue;
+}
+
 template <typename T>
 cudaError_t dispatch(const void* x, const void* w, const void* off, const void* mask, const void* bias, void* out,
                      const DeformConvParams& p, cudaStream_t stream) {
@@ -35,12 +72,7 @@ cudaError_t dispatch(const void* x, const void* w, const void* off, const void* 
     const DcPtrs<T> io{static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(off),
                        p.with_mask ? static_cast<const T*>(mask) : nullptr,
                        p.with_bias ? static_cast<const T*>(bias) : nullptr, static_cast<T*>(out)};
-    switch (deform_conv_tile_kind(p)) {
-    case DcTileKind::kLarge: return launch<DcTileLarge, T>(io, p, stream);
-    case DcTileKind::kMedium: return launch<DcTileMedium, T>(io, p, stream);
-    case DcTileKind::kSmall: return launch<DcTileSmall, T>(io, p, stream);
-    }
-    return cudaErrorInvalidValue;
+    return launch_choice<T>(deform_conv_kernel_choice(p, std::is_same<T, __half>::value), io, p, stream);
 }
 
 } // namespace

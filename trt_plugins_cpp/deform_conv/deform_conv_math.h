@@ -15,14 +15,14 @@
 // S[BK][BN] (FP32) and loads W[BK][BM] into shared memory, then every thread accumulates a TM x TN
 // micro-tile in FP32 registers. Bias is added in the epilogue.
 //
-// The block body is written once (deform_conv_block) against an "executor": on the GPU each thread runs
-// its own part and sync() is __syncthreads(); the CPU reference runs the same phases for all 256 thread
-// ids in turn, so the tiling/indexing that the kernel uses is exactly what the CPU tests check.
+// The block body is written once (deform_conv_block) against an executor (common/tile_gemm.h), so the
+// CPU reference runs exactly the kernel's tiling and indexing.
 #pragma once
 
 #include <math.h>
 
 #include "common/math_common.h"
+#include "common/tile_gemm.h"
 
 namespace dynconv {
 
@@ -59,18 +59,13 @@ DYNCONV_HD int dc_min(int a, int b) { return a < b ? a : b; }
 
 // ---- tiling ----------------------------------------------------------------------------------------------
 
-//! Block tile: BM output channels x BN pixels, BK input channels per K step; TM x TN outputs per thread.
-template <int BM_, int BN_, int TM_, int TN_>
-struct DcTile {
-    static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, BK = 16;
-    static constexpr int TY = BM / TM, TX = BN / TN, kThreads = TX * TY;
-    static_assert(kThreads == 256, "deform conv tiles use 256 threads");
-    static_assert(BN <= kThreads, "one thread per pixel computes the bilinear descriptors");
-    static_assert(TN % 4 == 0 && TM >= 1, "pixel micro-tile read as float4");
-};
+template <int BM, int BN, int TM, int TN>
+using DcTile = GemmTile<BM, BN, TM, TN>;
 using DcTileLarge = DcTile<64, 64, 4, 4>;    // Cout/groups > 16
 using DcTileMedium = DcTile<16, 128, 2, 4>;  // 4 < Cout/groups <= 16
 using DcTileSmall = DcTile<4, 256, 1, 4>;    // Cout/groups <= 4 (depthwise-like)
+template <class Cfg>
+using DcAcc = TileAcc<Cfg>;
 
 enum class DcTileKind : int { kLarge = 0, kMedium = 1, kSmall = 2 };
 
@@ -86,11 +81,6 @@ struct DcSmem {
     float tw[4][Cfg::BN];                   // bilinear descriptors of the segment, per pixel
     int tidx[4][Cfg::BN];
     int img[Cfg::BN];                       // image index n of each pixel (-1: past the end)
-};
-
-template <class Cfg>
-struct DcAcc {
-    float v[Cfg::TM][Cfg::TN];
 };
 
 template <typename T>
@@ -117,10 +107,11 @@ DYNCONV_HD long long dc_grid_y(const DeformConvParams& p) {
 
 // ---- phases (thread t of the block) ------------------------------------------------------------------
 
-//! Phase 1: thread t < BN computes the bilinear descriptor of pixel p0 + t for (tap, offset group og).
-template <class Cfg, typename T>
+//! Phase 1: thread t < BN computes the bilinear descriptor of pixel p0 + t for (tap, offset group og)
+//! into sm.img / sm.tidx / sm.tw (any shared-memory layout with those [.][BN] arrays).
+template <class Cfg, typename T, class Smem>
 DYNCONV_HD void dc_descriptors(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int tap, int og, int t,
-                               DcSmem<Cfg>& sm) {
+                               Smem& sm) {
     if (t >= Cfg::BN) return;
     const long long hw_out = static_cast<long long>(p.Ho) * p.Wo;
     const long long q = static_cast<long long>(p0) + t;
@@ -178,33 +169,6 @@ DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, int g, i
     }
 }
 
-//! Phase 3: acc[s][r] += W[kk][ty*TM + s] * S[kk][tx*TN + r] over the kc channels of the chunk.
-template <class Cfg>
-DYNCONV_HD void dc_accumulate(int kc, int t, const DcSmem<Cfg>& sm, DcAcc<Cfg>& acc) {
-    const int tx = t % Cfg::TX, ty = t / Cfg::TX;
-    for (int kk = 0; kk < kc; ++kk) {
-        float a[Cfg::TM], b[Cfg::TN];
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-        for (int r = 0; r < Cfg::TN; r += 4) {
-            const float4 v4 = *reinterpret_cast<const float4*>(&sm.s[kk][tx * Cfg::TN + r]);
-            b[r] = v4.x; b[r + 1] = v4.y; b[r + 2] = v4.z; b[r + 3] = v4.w;
-        }
-#pragma unroll
-        for (int s = 0; s < Cfg::TM; ++s) a[s] = sm.w[kk][ty * Cfg::TM + s];
-#pragma unroll
-        for (int s = 0; s < Cfg::TM; ++s)
-#pragma unroll
-            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
-#else
-        for (int r = 0; r < Cfg::TN; ++r) b[r] = sm.s[kk][tx * Cfg::TN + r];
-        for (int s = 0; s < Cfg::TM; ++s) a[s] = sm.w[kk][ty * Cfg::TM + s];
-        for (int s = 0; s < Cfg::TM; ++s)
-            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
-#endif
-    }
-}
-
 //! Phase 4: bias + store of the thread's TM x TN outputs.
 template <class Cfg, typename T>
 DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int g, int o0, int t,
@@ -232,15 +196,13 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
 template <class Cfg, typename T, class Exec>
 DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io, int bx, int by, DcSmem<Cfg>& sm,
                                   Exec& ex) {
+    static_assert(Cfg::BN <= Cfg::kThreads, "one thread per pixel computes the bilinear descriptors");
     const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, cpo = p.Cin / p.offset_groups;
     const int m_tiles = (cog + Cfg::BM - 1) / Cfg::BM;
     const int g = by / m_tiles, o0 = (by % m_tiles) * Cfg::BM;
     const int p0 = bx * Cfg::BN;
     const int c_begin = g * cg, c_end = c_begin + cg;
-    ex.each([&](int, DcAcc<Cfg>& acc) {
-        for (int s = 0; s < Cfg::TM; ++s)
-            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = 0.f;
-    });
+    ex.each([&](int, DcAcc<Cfg>& acc) { tile_zero(acc); });
     for (int tap = 0; tap < p.kh * p.kw; ++tap) {
         for (int c = c_begin; c < c_end;) {
             const int og = c / cpo;                               // offset group of this segment
@@ -251,7 +213,7 @@ DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io
                 const int kc = dc_min(Cfg::BK, seg_end - c0);
                 ex.each([&](int t, DcAcc<Cfg>&) { dc_fill<Cfg, T>(p, io, g, o0, tap, c0, kc, t, sm); });
                 ex.sync();
-                ex.each([&](int t, DcAcc<Cfg>& acc) { dc_accumulate<Cfg>(kc, t, sm, acc); });
+                ex.each([&](int t, DcAcc<Cfg>& acc) { tile_accumulate<Cfg>(kc, t, sm.s, sm.w, acc); });
                 ex.sync();  // S, W and the descriptors are rewritten next
             }
             c = seg_end;

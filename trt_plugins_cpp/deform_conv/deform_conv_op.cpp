@@ -5,21 +5,12 @@
 #include <stdexcept>
 #include <memory>
 
+#include "common/cpu_exec.h"
+
 namespace dynconv {
 namespace {
 
 constexpr const char* kName = "DynconvDeformConv2d";
-
-//! Runs the block phases for all thread ids in turn (the GPU runs them in parallel between barriers).
-template <class Cfg>
-struct CpuBlockExec {
-    std::vector<DcAcc<Cfg>> acc = std::vector<DcAcc<Cfg>>(Cfg::kThreads);
-    template <class F>
-    void each(F&& f) {
-        for (int t = 0; t < Cfg::kThreads; ++t) f(t, acc[t]);
-    }
-    void sync() {}
-};
 
 template <class Cfg>
 void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
@@ -27,8 +18,19 @@ void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
     auto sm = std::make_unique<DcSmem<Cfg>>();
     for (long long by = 0; by < gy; ++by)
         for (long long bx = 0; bx < gx; ++bx) {
-            CpuBlockExec<Cfg> ex;
+            CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads> ex;
             deform_conv_block<Cfg, float>(p, io, int(bx), int(by), *sm, ex);
+        }
+}
+
+template <class Cfg>
+void run_mma(const DeformConvParams& p, const DcPtrs<float>& io) {
+    const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
+    auto sm = std::make_unique<DcMmaSmem<Cfg>>();
+    for (long long by = 0; by < gy; ++by)
+        for (long long bx = 0; bx < gx; ++bx) {
+            CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads> ex;
+            deform_conv_mma_block<Cfg, float>(p, io, int(bx), int(by), *sm, ex);
         }
 }
 
@@ -88,20 +90,27 @@ Shape deform_conv_shapes(const std::vector<Shape>& in, DeformConvParams* p) {
 }
 
 Shape deform_conv_run_params(DeformConvParams p, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
-                             float* out) {
+                             float* out, bool fp16_io) {
     Shape o = deform_conv_shapes(shapes, &p);
     if (!out) return o;
     DcPtrs<float> io{in[0], in[1], in[2], p.with_mask ? in[3] : nullptr, p.with_bias ? in[4] : nullptr, out};
-    switch (deform_conv_tile_kind(p)) {
-    case DcTileKind::kLarge: run_tiled<DcTileLarge>(p, io); break;
-    case DcTileKind::kMedium: run_tiled<DcTileMedium>(p, io); break;
-    case DcTileKind::kSmall: run_tiled<DcTileSmall>(p, io); break;
+    switch (deform_conv_kernel_choice(p, fp16_io)) {
+    case DcKernel::kFmaLarge: run_tiled<DcTileLarge>(p, io); break;
+    case DcKernel::kFmaMedium: run_tiled<DcTileMedium>(p, io); break;
+    case DcKernel::kFmaSmall: run_tiled<DcTileSmall>(p, io); break;
+    case DcKernel::kMmaWide: run_mma<DcMmaTileWide>(p, io); break;
+    case DcKernel::kMmaTall: run_mma<DcMmaTileTall>(p, io); break;
     }
     return o;
 }
 
 Shape deform_conv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out) {
     return deform_conv_run_params(deform_conv_params(a), shapes, in, out);
+}
+
+Shape deform_conv_run_cpu_fp16(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
+                               float* out) {
+    return deform_conv_run_params(deform_conv_params(a), shapes, in, out, true);
 }
 
 } // namespace dynconv

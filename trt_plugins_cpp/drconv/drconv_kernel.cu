@@ -1,35 +1,140 @@
 #include "drconv/drconv_kernel.h"
 
+#include <type_traits>
+
+#include "common/gpu_exec.cuh"
+#include "drconv/drconv_tiled.h"
+
 namespace dynconv {
 namespace {
 
-// One thread per output element, j fastest: neighbouring threads read neighbouring x and w values.
 template <typename T>
-__global__ void drconv_kernel(const T* __restrict__ x, const T* __restrict__ fc, const T* __restrict__ fs, T* __restrict__ out,
-                                  DrconvParams p, int64_t total) {
-    for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total; idx += int64_t(gridDim.x) * blockDim.x) {
-        const int j = int(idx % p.Wo);
-        const int i = int((idx / p.Wo) % p.Ho);
-        const int c = int((idx / (int64_t(p.Wo) * p.Ho)) % p.O);
-        const int n = int(idx / (int64_t(p.Wo) * p.Ho * p.O));
-        out[idx] = from_float<T>(drconv_point(x, fc, fs, p, n, c, i, j));
-    }
+__global__ void __launch_bounds__(kDrChunk) drconv_count_kernel(DrconvParams p, const T* __restrict__ guide, DrLists l) {
+    __shared__ DrChunkSmem sm;
+    const int t = int(threadIdx.x), chunk = int(blockIdx.x), n = int(blockIdx.y);
+    dr_chunk_regions(p, guide, chunk, n, t, sm);
+    __syncthreads();
+    dr_chunk_count(p, l, chunk, n, t, sm);
+}
+
+__global__ void __launch_bounds__(kDrChunk) drconv_scan_kernel(DrconvParams p, DrLists l, int bn) {
+    dr_scan_chunks(p, l, int(threadIdx.x));
+    __syncthreads();
+    dr_scan_pairs(p, l, bn, int(threadIdx.x));
 }
 
 template <typename T>
-cudaError_t launch(const void* x, const void* fc, const void* fs, void* out, const DrconvParams& p, cudaStream_t stream) {
-    const int64_t total = int64_t(p.N) * p.O * p.Ho * p.Wo;
-    if (total == 0) return cudaSuccess;
-    drconv_kernel<T><<<grid_for(total), kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(fc), static_cast<const T*>(fs),
-                                                                    static_cast<T*>(out), p, total);
+__global__ void __launch_bounds__(kDrChunk) drconv_scatter_kernel(DrconvParams p, const T* __restrict__ guide, DrLists l) {
+    __shared__ DrChunkSmem sm;
+    const int t = int(threadIdx.x), chunk = int(blockIdx.x), n = int(blockIdx.y);
+    dr_chunk_regions(p, guide, chunk, n, t, sm);
+    __syncthreads();
+    dr_chunk_scatter(p, l, chunk, n, t, sm);
+}
+
+template <class Cfg, typename T>
+__global__ void __launch_bounds__(Cfg::kThreads) drconv_gemm_kernel(DrconvParams p, const T* __restrict__ x,
+                                                                    const T* __restrict__ filters, T* __restrict__ out,
+                                                                    DrLists l) {
+    __shared__ DrGemmSmem<Cfg> sm;
+    GpuBlockExec<TileAcc<Cfg>> ex;
+    drconv_gemm_block<Cfg, T>(p, x, filters, out, l, int(blockIdx.x), int(blockIdx.y), sm, ex);
+}
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads) drconv_mma_kernel(DrconvParams p, const __half* __restrict__ x,
+                                                                   const __half* __restrict__ filters,
+                                                                   __half* __restrict__ out, DrLists l) {
+    __shared__ DrMmaSmem<Cfg> sm;
+    GpuMmaExec ex;
+    drconv_mma_block<Cfg, __half>(p, x, filters, out, l, int(blockIdx.x), int(blockIdx.y), sm, ex);
+}
+
+template <typename T>
+cudaError_t list_pixels(const T* guide, const DrLists& l, const DrconvParams& p, int bn, cudaStream_t stream) {
+    const long long chunks = drconv_chunks(p);
+    if (chunks > 0x7fffffffLL || p.N > 65535) return cudaErrorInvalidConfiguration;
+    const dim3 grid(unsigned(chunks), unsigned(p.N));
+    drconv_count_kernel<T><<<grid, kDrChunk, 0, stream>>>(p, guide, l);
+    DYNCONV_CUDA_TRY(checked_launch());
+    drconv_scan_kernel<<<1, kDrChunk, 0, stream>>>(p, l, bn);
+    DYNCONV_CUDA_TRY(checked_launch());
+    drconv_scatter_kernel<T><<<grid, kDrChunk, 0, stream>>>(p, guide, l);
     return checked_launch();
+}
+
+template <class Cfg>
+bool gemm_grid(const DrconvParams& p, dim3* grid) {
+    const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
+    *grid = dim3(unsigned(gx), unsigned(gy));
+    return gx <= 0x7fffffffLL && gy <= 65535;
+}
+
+template <class Cfg, typename T>
+cudaError_t launch_fma(const T* x, const T* filters, T* out, const DrLists& l, const DrconvParams& p, cudaStream_t stream) {
+    dim3 grid;
+    if (!gemm_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    drconv_gemm_kernel<Cfg, T><<<grid, Cfg::kThreads, 0, stream>>>(p, x, filters, out, l);
+    return checked_launch();
+}
+
+template <class Cfg>
+cudaError_t launch_mma(const __half* x, const __half* filters, __half* out, const DrLists& l, const DrconvParams& p,
+                       cudaStream_t stream) {
+    dim3 grid;
+    if (!gemm_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    drconv_mma_kernel<Cfg><<<grid, Cfg::kThreads, 0, stream>>>(p, x, filters, out, l);
+    return checked_launch();
+}
+
+template <typename T>
+cudaError_t launch_gemm(DrKernel kernel, const T* x, const T* filters, T* out, const DrLists& l, const DrconvParams& p,
+                        cudaStream_t stream);
+
+template <>
+cudaError_t launch_gemm<float>(DrKernel kernel, const float* x, const float* filters, float* out, const DrLists& l,
+                               const DrconvParams& p, cudaStream_t stream) {
+    switch (kernel) {
+    case DrKernel::kFmaLarge: return launch_fma<DrTileLarge, float>(x, filters, out, l, p, stream);
+    case DrKernel::kFmaSmall: return launch_fma<DrTileSmall, float>(x, filters, out, l, p, stream);
+    default: return cudaErrorInvalidValue;  // the tensor-core path is FP16-only
+    }
+}
+
+template <>
+cudaError_t launch_gemm<__half>(DrKernel kernel, const __half* x, const __half* filters, __half* out, const DrLists& l,
+                                const DrconvParams& p, cudaStream_t stream) {
+    switch (kernel) {
+    case DrKernel::kFmaLarge: return launch_fma<DrTileLarge, __half>(x, filters, out, l, p, stream);
+    case DrKernel::kFmaSmall: return launch_fma<DrTileSmall, __half>(x, filters, out, l, p, stream);
+    case DrKernel::kMmaWide: return launch_mma<DrMmaTileWide>(x, filters, out, l, p, stream);
+    case DrKernel::kMmaTall: return launch_mma<DrMmaTileTall>(x, filters, out, l, p, stream);
+    }
+    return cudaErrorInvalidValue;
+}
+
+template <typename T>
+cudaError_t dispatch(const void* x, const void* guide, const void* filters, void* out, void* workspace,
+                     const DrconvParams& p, cudaStream_t stream) {
+    const DrLists l = drconv_lists(p, static_cast<int*>(workspace));
+    const DrKernel kernel = drconv_kernel_choice(p, std::is_same<T, __half>::value);
+    DYNCONV_CUDA_TRY(list_pixels(static_cast<const T*>(guide), l, p, drconv_tile_pixels(kernel), stream));
+    return launch_gemm<T>(kernel, static_cast<const T*>(x), static_cast<const T*>(filters), static_cast<T*>(out), l, p,
+                          stream);
 }
 
 } // namespace
 
-cudaError_t drconv_forward(const void* x, const void* fc, const void* fs, void* out, const DrconvParams& p, IoType type,
-                               cudaStream_t stream) {
-    return type == IoType::kFloat16 ? launch<__half>(x, fc, fs, out, p, stream) : launch<float>(x, fc, fs, out, p, stream);
+size_t drconv_workspace_size(const DrconvParams& p) {
+    return static_cast<size_t>(drconv_workspace_ints(p)) * sizeof(int);
+}
+
+cudaError_t drconv_forward(const void* x, const void* guide, const void* filters, void* out, void* workspace,
+                           const DrconvParams& p, IoType type, cudaStream_t stream) {
+    if (int64_t(p.N) * p.O * p.Ho * p.Wo == 0) return cudaSuccess;
+    if (workspace == nullptr) return cudaErrorInvalidValue;
+    return type == IoType::kFloat16 ? dispatch<__half>(x, guide, filters, out, workspace, p, stream)
+                                    : dispatch<float>(x, guide, filters, out, workspace, p, stream);
 }
 
 } // namespace dynconv

@@ -1,5 +1,11 @@
 #include "drconv/drconv_op.h"
 
+#include <climits>
+#include <memory>
+
+#include "common/cpu_exec.h"
+#include "drconv/drconv_tiled.h"
+
 namespace dynconv {
 
 DrconvParams drconv_params(const Attrs& a) {
@@ -22,18 +28,85 @@ Shape drconv_shapes(const std::vector<Shape>& in, DrconvParams* p) {
     Shape want_g{x[0], p->m, p->Ho, p->Wo};
     require(in[2] == want_f, "DynconvDRConv: filters shape " + shape_str(in[2]) + " != expected " + shape_str(want_f));
     require(in[1] == want_g, "DynconvDRConv: guide shape " + shape_str(in[1]) + " != expected " + shape_str(want_g));
+    // 32-bit limits of the kernels' indexing: pixel lists, tiles, the reduction length, grid.y.
+    require(x[0] * p->Ho * p->Wo < INT_MAX / 2 && x[0] * p->m < INT_MAX / 2 && x[1] * p->kh * p->kw < INT_MAX &&
+                p->O / 16 < 65535,
+            "DynconvDRConv: tensor too large for 32-bit pixel/tile indexing");
     return {x[0], p->O, p->Ho, p->Wo};
 }
 
-Shape drconv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out) {
+namespace {
+
+using ListExec = CpuBlockExec<NoAcc, kDrChunk>;
+
+void list_pixels(const DrconvParams& p, const float* guide, const DrLists& l, int bn) {
+    const long long chunks = drconv_chunks(p);
+    DrChunkSmem sm;
+    for (int n = 0; n < p.N; ++n)
+        for (long long c = 0; c < chunks; ++c) {
+            ListExec ex;
+            ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, int(c), n, t, sm); });
+            ex.each([&](int t, NoAcc&) { dr_chunk_count(p, l, int(c), n, t, sm); });
+        }
+    ListExec scan;
+    scan.each([&](int t, NoAcc&) { dr_scan_chunks(p, l, t); });
+    scan.each([&](int t, NoAcc&) { dr_scan_pairs(p, l, bn, t); });
+    for (int n = 0; n < p.N; ++n)
+        for (long long c = 0; c < chunks; ++c) {
+            ListExec ex;
+            ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, int(c), n, t, sm); });
+            ex.each([&](int t, NoAcc&) { dr_chunk_scatter(p, l, int(c), n, t, sm); });
+        }
+}
+
+template <class Cfg>
+void run_gemm(const DrconvParams& p, const float* x, const float* filters, float* out, const DrLists& l) {
+    const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
+    auto sm = std::make_unique<DrGemmSmem<Cfg>>();
+    for (long long by = 0; by < gy; ++by)
+        for (long long bx = 0; bx < gx; ++bx) {
+            CpuBlockExec<TileAcc<Cfg>, Cfg::kThreads> ex;
+            drconv_gemm_block<Cfg, float>(p, x, filters, out, l, int(bx), int(by), *sm, ex);
+        }
+}
+
+template <class Cfg>
+void run_mma(const DrconvParams& p, const float* x, const float* filters, float* out, const DrLists& l) {
+    const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
+    auto sm = std::make_unique<DrMmaSmem<Cfg>>();
+    for (long long by = 0; by < gy; ++by)
+        for (long long bx = 0; bx < gx; ++bx) {
+            CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads> ex;
+            drconv_mma_block<Cfg, float>(p, x, filters, out, l, int(bx), int(by), *sm, ex);
+        }
+}
+
+Shape run(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out, bool fp16_io) {
     DrconvParams p = drconv_params(a);
     Shape o = drconv_shapes(shapes, &p);
     if (!out) return o;
-    for (int n = 0; n < p.N; ++n)
-        for (int oc = 0; oc < p.O; ++oc)
-            for (int i = 0; i < p.Ho; ++i)
-                for (int j = 0; j < p.Wo; ++j) *out++ = drconv_point(in[0], in[1], in[2], p, n, oc, i, j);
+    const DrKernel kernel = drconv_kernel_choice(p, fp16_io);
+    std::vector<int> workspace(static_cast<size_t>(drconv_workspace_ints(p)));
+    const DrLists lists = drconv_lists(p, workspace.data());
+    list_pixels(p, in[1], lists, drconv_tile_pixels(kernel));
+    switch (kernel) {
+    case DrKernel::kFmaLarge: run_gemm<DrTileLarge>(p, in[0], in[2], out, lists); break;
+    case DrKernel::kFmaSmall: run_gemm<DrTileSmall>(p, in[0], in[2], out, lists); break;
+    case DrKernel::kMmaWide: run_mma<DrMmaTileWide>(p, in[0], in[2], out, lists); break;
+    case DrKernel::kMmaTall: run_mma<DrMmaTileTall>(p, in[0], in[2], out, lists); break;
+    }
     return o;
+}
+
+} // namespace
+
+Shape drconv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out) {
+    return run(a, shapes, in, out, false);
+}
+
+Shape drconv_run_cpu_fp16(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
+                          float* out) {
+    return run(a, shapes, in, out, true);
 }
 
 } // namespace dynconv

@@ -17,12 +17,25 @@ nvinfer1::DimsExprs DrconvPlugin::getOutputDimensions(int32_t, const nvinfer1::D
     return out;
 }
 
+size_t DrconvPlugin::getWorkspaceSize(const nvinfer1::PluginTensorDesc* inputs, int32_t nbInputs,
+                                      const nvinfer1::PluginTensorDesc*, int32_t) const noexcept {
+    try {
+        DrconvParams p = p_;
+        drconv_shapes(spec_shapes(inputs, nbInputs), &p);
+        return drconv_workspace_size(p);
+    } catch (const std::exception& e) {
+        log_error(std::string(table_.name) + ": " + e.what());
+        return 0;  // enqueue then fails with the same message instead of writing out of bounds
+    }
+}
+
 int32_t DrconvPlugin::enqueue(const nvinfer1::PluginTensorDesc* inputDesc, const nvinfer1::PluginTensorDesc*,
-                              const void* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept {
+                              const void* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept {
     try {
         DrconvParams p = p_;
         drconv_shapes(spec_shapes(inputDesc, 3), &p);
-        return finish(drconv_forward(inputs[0], inputs[1], inputs[2], outputs[0], p, io_type(inputDesc[0]), stream));
+        return finish(drconv_forward(inputs[0], inputs[1], inputs[2], outputs[0], workspace, p, io_type(inputDesc[0]),
+                                     stream));
     } catch (const std::exception& e) {
         log_error(std::string(table_.name) + ": " + e.what());
         return 1;

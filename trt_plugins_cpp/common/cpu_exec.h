@@ -1,0 +1,38 @@
+// CPU executors of the tiled block bodies (common/tile_gemm.h, common/mma_tile.h): every phase for all
+// thread ids (or warps) in turn.
+#pragma once
+
+#include <vector>
+
+namespace dynconv {
+
+//! Acc: per-thread accumulator type (use an empty struct for blocks that keep none).
+template <class Acc, int kThreads>
+struct CpuBlockExec {
+    std::vector<Acc> acc = std::vector<Acc>(kThreads);
+    template <class F>
+    void each(F&& f) {
+        for (int t = 0; t < kThreads; ++t) f(t, acc[t]);
+    }
+    void sync() {}
+};
+
+struct NoAcc {};
+
+//! Executor of the tensor-core block bodies (common/mma_tile.h): each(f(t)) for thread phases,
+//! each_warp(f(warp, acc)) for warp phases, all in turn.
+template <class WarpAcc, int kWarps, int kThreads>
+struct CpuMmaExec {
+    std::vector<WarpAcc> acc = std::vector<WarpAcc>(kWarps);
+    template <class F>
+    void each(F&& f) {
+        for (int t = 0; t < kThreads; ++t) f(t);
+    }
+    template <class F>
+    void each_warp(F&& f) {
+        for (int w = 0; w < kWarps; ++w) f(w, acc[w]);
+    }
+    void sync() {}
+};
+
+} // namespace dynconv

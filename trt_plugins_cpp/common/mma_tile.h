@@ -1,0 +1,107 @@
+// Tensor-core (WMMA 16x16x16, FP16 operands, FP32 accumulation) tile step shared by the implicit-GEMM
+// kernels' FP16 paths, with a CPU twin (scalar FP32 sums of FP16-rounded operands) for the CPU reference.
+//
+// A block of 8 warps owns BM output channels x BN pixels; warp w computes the 32x32 sub-tile at
+// rows (w % WARPS_M) * 32, columns (w / WARPS_M) * 32. Per K step of 16 the operands sit in shared memory:
+//   A (M x K): w[k][m], i.e. column-major with ldm = LDW;   B (K x N): s[k][n], row-major with ldm = LDS;
+// the FP32 results are staged row-major in stage[m][n] (ldm = LDO) for a coalesced epilogue.
+// Block bodies call ex.each_warp(f(warp, acc)) for warp phases (see common/tile_gemm.h for the rest).
+#pragma once
+
+#include "common/math_common.h"
+
+#if defined(__CUDACC__)
+#include <mma.h>
+#endif
+
+namespace dynconv {
+
+#if defined(__CUDACC__)
+using MmaHalf = __half;
+DYNCONV_HD MmaHalf to_mma_half(float v) { return __float2half_rn(v); }
+DYNCONV_HD float mma_half_to_float(MmaHalf v) { return __half2float(v); }
+#else
+using MmaHalf = float;  // holds FP16-rounded values on the CPU
+inline MmaHalf to_mma_half(float v) { return static_cast<float>(static_cast<_Float16>(v)); }
+inline float mma_half_to_float(MmaHalf v) { return v; }
+#endif
+
+template <int BM_, int BN_>
+struct MmaTile {
+    static constexpr int BM = BM_, BN = BN_, BK = 16, kThreads = 256, kWarps = 8;
+    static constexpr int WARPS_M = BM / 32, WARPS_N = BN / 32;
+    static constexpr int LDS = BN + 8, LDW = BM + 8, LDO = BN + 4;  // padded rows (ldm multiples of 8 / 4)
+    static_assert(WARPS_M * WARPS_N == kWarps, "8 warps of 32x32 cover the block tile");
+};
+
+//! A warp's 32x32 FP32 accumulators on the CPU.
+struct MmaAccCpu {
+    float v[32][32];
+};
+
+DYNCONV_HD void mma_zero(MmaAccCpu& acc) {
+    for (int i = 0; i < 32; ++i)
+        for (int j = 0; j < 32; ++j) acc.v[i][j] = 0.f;
+}
+
+//! One K=16 step of warp `warp`: acc[i][j] += sum_k w[k][m0 + i] * s[k][n0 + j] (exact FP16 x FP16 products
+//! summed in FP32, as the tensor cores do; only the summation order differs).
+template <class Cfg>
+DYNCONV_HD void mma_step(int warp, const MmaHalf (&w)[Cfg::BK][Cfg::LDW], const MmaHalf (&s)[Cfg::BK][Cfg::LDS],
+                         MmaAccCpu& acc) {
+    const int m0 = (warp % Cfg::WARPS_M) * 32, n0 = (warp / Cfg::WARPS_M) * 32;
+    for (int k = 0; k < Cfg::BK; ++k)
+        for (int i = 0; i < 32; ++i) {
+            const float a = mma_half_to_float(w[k][m0 + i]);
+            for (int j = 0; j < 32; ++j) acc.v[i][j] += a * mma_half_to_float(s[k][n0 + j]);
+        }
+}
+
+template <class Cfg>
+DYNCONV_HD void mma_stage(int warp, const MmaAccCpu& acc, float (&stage)[Cfg::BM][Cfg::LDO]) {
+    const int m0 = (warp % Cfg::WARPS_M) * 32, n0 = (warp / Cfg::WARPS_M) * 32;
+    for (int i = 0; i < 32; ++i)
+        for (int j = 0; j < 32; ++j) stage[m0 + i][n0 + j] = acc.v[i][j];
+}
+
+#if defined(__CUDACC__)
+//! A warp's 32x32 FP32 accumulators on the GPU: 2 x 2 WMMA fragments.
+struct MmaAccGpu {
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f[2][2];
+};
+
+__device__ __forceinline__ void mma_zero(MmaAccGpu& acc) {
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) nvcuda::wmma::fill_fragment(acc.f[i][j], 0.f);
+}
+
+template <class Cfg>
+__device__ __forceinline__ void mma_step(int warp, const MmaHalf (&w)[Cfg::BK][Cfg::LDW],
+                                         const MmaHalf (&s)[Cfg::BK][Cfg::LDS], MmaAccGpu& acc) {
+    using namespace nvcuda;
+    const int m0 = (warp % Cfg::WARPS_M) * 32, n0 = (warp / Cfg::WARPS_M) * 32;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::col_major> a[2];
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[i], &w[0][m0 + 16 * i], Cfg::LDW);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(b[j], &s[0][n0 + 16 * j], Cfg::LDS);
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc.f[i][j], a[i], b[j], acc.f[i][j]);
+}
+
+template <class Cfg>
+__device__ __forceinline__ void mma_stage(int warp, const MmaAccGpu& acc, float (&stage)[Cfg::BM][Cfg::LDO]) {
+    using namespace nvcuda;
+    const int m0 = (warp % Cfg::WARPS_M) * 32, n0 = (warp / Cfg::WARPS_M) * 32;
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+            wmma::store_matrix_sync(&stage[m0 + 16 * i][n0 + 16 * j], acc.f[i][j], Cfg::LDO, wmma::mem_row_major);
+}
+#endif
+
+} // namespace dynconv

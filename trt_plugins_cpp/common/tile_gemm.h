@@ -1,0 +1,64 @@
+// Register-tiled FP32 GEMM step shared by the implicit-GEMM kernels (deformable conv, DRConv), and the
+// executor convention their block bodies are written against.
+//
+// A block body is a sequence of phases separated by barriers. It calls ex.each(f) where f(t, acc) is
+// thread t's part of a phase (acc: that thread's accumulators) and ex.sync() between phases. On the GPU
+// every thread runs its own part and sync() is __syncthreads(); the CPU reference runs each phase for all
+// thread ids in turn, so the tiling and indexing the kernels use is exactly what the CPU tests check.
+#pragma once
+
+#include <math.h>
+
+#include "common/math_common.h"
+
+namespace dynconv {
+
+//! Block tile: BM output channels x BN pixels, BK reduction steps per chunk; TM x TN outputs per thread.
+template <int BM_, int BN_, int TM_, int TN_>
+struct GemmTile {
+    static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, BK = 16;
+    static constexpr int TY = BM / TM, TX = BN / TN, kThreads = TX * TY;
+    static_assert(kThreads == 256, "the tiled kernels use 256 threads");
+    static_assert(TN % 4 == 0 && TM >= 1, "pixel micro-tile read as float4");
+};
+
+template <class Cfg>
+struct TileAcc {
+    float v[Cfg::TM][Cfg::TN];
+};
+
+template <class Cfg>
+DYNCONV_HD void tile_zero(TileAcc<Cfg>& acc) {
+    for (int s = 0; s < Cfg::TM; ++s)
+        for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = 0.f;
+}
+
+//! acc[s][r] += w[kk][ty*TM + s] * x[kk][tx*TN + r] for kk < kc (x: BK x BN samples, w: BK x BM weights).
+template <class Cfg>
+DYNCONV_HD void tile_accumulate(int kc, int t, const float (&x)[Cfg::BK][Cfg::BN], const float (&w)[Cfg::BK][Cfg::BM],
+                                TileAcc<Cfg>& acc) {
+    const int tx = t % Cfg::TX, ty = t / Cfg::TX;
+    for (int kk = 0; kk < kc; ++kk) {
+        float a[Cfg::TM], b[Cfg::TN];
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+        for (int r = 0; r < Cfg::TN; r += 4) {
+            const float4 v4 = *reinterpret_cast<const float4*>(&x[kk][tx * Cfg::TN + r]);
+            b[r] = v4.x; b[r + 1] = v4.y; b[r + 2] = v4.z; b[r + 3] = v4.w;
+        }
+#pragma unroll
+        for (int s = 0; s < Cfg::TM; ++s) a[s] = w[kk][ty * Cfg::TM + s];
+#pragma unroll
+        for (int s = 0; s < Cfg::TM; ++s)
+#pragma unroll
+            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
+#else
+        for (int r = 0; r < Cfg::TN; ++r) b[r] = x[kk][tx * Cfg::TN + r];
+        for (int s = 0; s < Cfg::TM; ++s) a[s] = w[kk][ty * Cfg::TM + s];
+        for (int s = 0; s < Cfg::TM; ++s)
+            for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
+#endif
+    }
+}
+
+} // namespace dynconv
