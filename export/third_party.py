@@ -4,6 +4,9 @@
 ``DeformConv2d``/``DeformConv2dPack``/``ModulatedDeformConv2d``/``ModulatedDeformConv2dPack`` for
 the dynconv layer with the same weights; ``patch_functional_deform_conv`` routes
 ``torchvision.ops.deform_conv2d`` calls to dynconv's op. Both do nothing when the library is absent.
+``map_third_party_modules`` also maps the original authors' involution, DDF, DRConv, DynamicConv,
+DCNv3/v4 and timm's SelectiveKernel/CondConv modules, recognised by structure (see
+:mod:`.official_modules`).
 
 Layouts: torchvision, mmcv and dynconv share the offset layout (per offset group, per tap
 ``k = u*kw + v``, ``(dy, dx)`` pairs) and mask layout; mmcv's ``*Pack`` layers predict them with a
@@ -22,6 +25,7 @@ from torch import nn
 
 from ..plugins.deform_conv import (DeformConv2d, ExternalOffsetDeformConv2d, ModulatedDeformConv2d,
                                    deform_conv2d)
+from .official_modules import map_official_modules
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +113,15 @@ def map_modules(model: nn.Module, classes: list[tuple[type, Converter]]) -> list
 
 
 def map_third_party_modules(model: nn.Module) -> list[str]:
-    """Swap torchvision/mmcv deformable convolutions in ``model`` for dynconv layers, in place.
+    """Swap third-party layers in ``model`` for dynconv layers, in place: torchvision/mmcv deformable
+    convolutions (when importable), then the authors' modules :func:`map_official_modules` recognises.
 
-    Returns the dotted names of the replaced submodules (empty when neither library is importable).
-    The model itself (the root) is never replaced.
+    Returns the dotted names of the replaced submodules, in that order. The model itself (the root)
+    is never replaced.
     """
     classes = _third_party_classes()
-    return map_modules(model, classes) if classes else []
+    replaced = map_modules(model, classes) if classes else []
+    return replaced + map_official_modules(model)
 
 
 @contextlib.contextmanager

@@ -279,8 +279,11 @@ def test_dcnv4_token_layout_matches_nhwc():
         tokens = layer(x.reshape(2, 35, 32), shape=(5, 7))
         assert tokens.shape == (2, 35, 32)
         torch.testing.assert_close(tokens, layer(x).reshape(2, 35, 32))
-    with pytest.raises(DynconvError, match="needs shape"):
+    with pytest.raises(DynconvError, match="35 tokens are not a square map"):
         layer(x.reshape(2, 35, 32))
+    square = torch.randn(1, 6, 6, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(square.reshape(1, 36, 32)), layer(square).reshape(1, 36, 32))
 
 
 def test_dcnv3_accepts_internimage_layer_names_only_for_its_layers():

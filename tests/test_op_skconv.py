@@ -36,7 +36,8 @@ def naive_skconv(layer, x, kernels, dilations, stride, groups):
     fc, norm = layer.squeeze[0], layer.squeeze[1]
     z = F.relu(bn((s @ fc.weight.flatten(1).T)[:, :, None, None], norm)).flatten(1)  # [N, d]
     o = branches[0].shape[1]
-    w, b = layer.select.weight.flatten(1), layer.select.bias
+    w = layer.select.weight.flatten(1)
+    b = layer.select.bias if layer.select.bias is not None else w.new_zeros(w.shape[0])
     logits = [z @ w[i * o:(i + 1) * o].T + b[i * o:(i + 1) * o] for i in range(len(branches))]
     expo = [torch.exp(v - torch.stack(logits).max(0).values) for v in logits]
     total = sum(expo)
@@ -60,6 +61,18 @@ def test_matches_paper_transcription(case):
         got = layer(x)
         assert got.shape == (n, cout, (h - 1) // stride + 1, (w - 1) // stride + 1)
         assert_close_scaled(got, naive_skconv(layer, x, kernels, dilations, stride, groups), 1e-5)
+
+
+def test_select_without_bias():
+    """select_bias=False (timm / official Caffe layout): no bias parameter, same transcription with b = 0."""
+    layer = randomize_norms(SKConv2d(8, 8, 3, min_dim=4, select_bias=False))
+    assert layer.select.bias is None and "select.bias" not in layer.state_dict()
+    assert SKConv2d(8, 8, min_dim=4).select.bias is not None  # the default keeps the bias
+    x = torch.randn(2, 8, 7, 6)
+    with torch.no_grad():
+        assert_close_scaled(layer(x), naive_skconv(layer, x, [3, 3, 3], [1, 2, 3], 1, 1), 1e-5)
+    layer.train()(x).square().sum().backward()
+    assert layer.select.weight.grad is not None
 
 
 def test_hidden_dim_is_max_of_reduction_and_min_dim():

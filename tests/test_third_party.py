@@ -235,6 +235,20 @@ def test_nothing_happens_without_the_libraries(monkeypatch):
         assert patched == []
 
 
+def test_authors_modules_are_mapped_after_the_libraries(monkeypatch):
+    from test_official_modules import involution
+
+    fakes = {"mmcv.ops": types.SimpleNamespace(DeformConv2dPack=FakeMMCVDeformConv2dPack)}
+    monkeypatch.setattr(third_party, "_import", fakes.get)
+    model = nn.Sequential(involution(16, 3, 1), FakeMMCVDeformConv2dPack(16, 16, 3, padding=1))
+    assert map_third_party_modules(model) == ["1", "0"]  # library layers first, then the authors' modules
+    assert type(model[1]) is DeformConv2d
+    assert type(model[0]).__name__ == "Involution"
+    monkeypatch.setattr(third_party, "_import", lambda name: None)
+    model = nn.Sequential(involution(16, 3, 1))
+    assert map_third_party_modules(model) == ["0"]  # no library needed for them
+
+
 def test_import_failures_are_swallowed():
     assert third_party._import("dynconv_no_such_module.ops") is None
 

@@ -116,8 +116,8 @@ class DCNv4(nn.Module):
     ``y = dcnv4(value_proj(x), om)``; ``out = output_proj(y)``. ``without_pointwise`` drops
     value_proj/output_proj. With ``center_feature_scale`` the gate is computed, as in the original,
     from the aggregated ``y``: ``l = sigmoid(y @ W_c^T + b_c)``, ``y = y*(1 - l) + v*l``.
-    Like the original, ``forward`` also takes ``[N, H*W, C]`` plus ``shape=(H, W)`` and then returns
-    ``[N, H*W, C]``. Requires ``C/G % 16 == 0`` like the original CUDA kernel.
+    Like the original, ``forward`` also takes ``[N, H*W, C]`` plus ``shape=(H, W)`` (a square map when
+    omitted) and then returns ``[N, H*W, C]``. Requires ``C/G % 16 == 0`` like the original CUDA kernel.
     """
 
     def __init__(self, channels: int = 64, kernel_size: int = 3, stride: int = 1, pad: int = 1, dilation: int = 1,
@@ -160,10 +160,13 @@ class DCNv4(nn.Module):
                 nn.init.zeros_(self.output_proj.bias)
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> torch.Tensor:
-        if x.dim() == 3:  # the original's token layout [N, H*W, C] with shape=(H, W)
-            if shape is None:
-                raise DynconvError("DCNv4: a [N, H*W, C] input needs shape=(H, W); or pass [N, H, W, C]")
+        if x.dim() == 3:  # the original's token layout [N, H*W, C]; shape=(H, W), square when omitted
             n, length, c = x.shape
+            if shape is None:
+                side = math.isqrt(length)
+                if side * side != length:
+                    raise DynconvError(f"DCNv4: {length} tokens are not a square map: pass shape=(H, W)")
+                shape = (side, side)
             return self.forward(x.reshape(n, shape[0], shape[1], c)).reshape(n, length, c)
         value = x if self.without_pointwise else self.value_proj(x)
         query = x

@@ -17,11 +17,13 @@ class SKConv2d(nn.Module):
     - Fuse: ``s = GAP(sum_i U_i)`` ``[N, O]``, ``z = ReLU(BN(FC(s)))`` ``[N, d]``, ``d = max(O // reduction, min_dim)``.
     - Select: ``a = softmax_i(FC_i(z))`` over branches, per channel; ``V = sum_i a_i * U_i`` ``[N, O, Ho, Wo]``.
 
-    The per-branch FCs are one 1×1 conv ``d -> M*O`` (channel ``i*O + o`` is branch i).
+    The per-branch FCs are one 1×1 conv ``d -> M*O`` (channel ``i*O + o`` is branch i), with a bias
+    unless ``select_bias=False`` (timm's ``SelectiveKernel`` and the official Caffe model have none).
     """
 
     def __init__(self, in_channels: int, out_channels: int | None = None, num_branches: int = 2, stride: int = 1,
-                 groups: int = 1, reduction: int = 16, min_dim: int = 32, dilated: bool = True) -> None:
+                 groups: int = 1, reduction: int = 16, min_dim: int = 32, dilated: bool = True,
+                 select_bias: bool = True) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         if num_branches < 1 or reduction < 1 or min_dim < 1:
@@ -46,7 +48,7 @@ class SKConv2d(nn.Module):
             nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
         )
-        self.select = nn.Conv2d(hidden, num_branches * out_channels, 1)
+        self.select = nn.Conv2d(hidden, num_branches * out_channels, 1, bias=select_bias)
 
     def attention(self, fused: torch.Tensor) -> torch.Tensor:
         """Branch weights ``[N, M, O, 1, 1]`` (softmax over M) from ``sum_i U_i``."""
