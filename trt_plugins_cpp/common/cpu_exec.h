@@ -2,6 +2,7 @@
 // thread ids (or warps) in turn.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 namespace dynconv {
@@ -34,5 +35,17 @@ struct CpuMmaExec {
     }
     void sync() {}
 };
+
+//! Runs body(bx, by, smem, exec) for every block of a gx x gy grid in turn, each block with a fresh
+//! executor (fresh accumulators); the shared memory is reused, as the block bodies write before reading.
+template <class Smem, class Exec, class Body>
+void run_cpu_grid(long long gx, long long gy, Body&& body) {
+    auto sm = std::make_unique<Smem>();
+    for (long long by = 0; by < gy; ++by)
+        for (long long bx = 0; bx < gx; ++bx) {
+            Exec ex;
+            body(int(bx), int(by), *sm, ex);
+        }
+}
 
 } // namespace dynconv

@@ -22,21 +22,14 @@ __global__ void __launch_bounds__(Cfg::kThreads) deform_conv_mma_kernel(DeformCo
     deform_conv_mma_block<Cfg, __half>(p, io, int(blockIdx.x), int(blockIdx.y), sm, ex);
 }
 
+//! Launches `kernel` (a block body of tile Cfg) over the grid of the problem.
 template <class Cfg, typename T>
-cudaError_t launch(const DcPtrs<T>& io, const DeformConvParams& p, cudaStream_t stream) {
+cudaError_t launch(void (*kernel)(DeformConvParams, DcPtrs<T>), const DcPtrs<T>& io, const DeformConvParams& p,
+                   cudaStream_t stream) {
     const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
     if (gx == 0 || gy == 0) return cudaSuccess;
     if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
-    deform_conv_kernel<Cfg, T><<<dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, 0, stream>>>(p, io);
-    return checked_launch();
-}
-
-template <class Cfg>
-cudaError_t launch_mma(const DcPtrs<__half>& io, const DeformConvParams& p, cudaStream_t stream) {
-    const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
-    if (gx == 0 || gy == 0) return cudaSuccess;
-    if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
-    deform_conv_mma_kernel<Cfg><<<dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, 0, stream>>>(p, io);
+    kernel<<<dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, 0, stream>>>(p, io);
     return checked_launch();
 }
 
@@ -46,9 +39,9 @@ cudaError_t launch_choice(DcKernel kernel, const DcPtrs<T>& io, const DeformConv
 template <>
 cudaError_t launch_choice<float>(DcKernel kernel, const DcPtrs<float>& io, const DeformConvParams& p, cudaStream_t stream) {
     switch (kernel) {
-    case DcKernel::kFmaLarge: return launch<DcTileLarge, float>(io, p, stream);
-    case DcKernel::kFmaMedium: return launch<DcTileMedium, float>(io, p, stream);
-    case DcKernel::kFmaSmall: return launch<DcTileSmall, float>(io, p, stream);
+    case DcKernel::kFmaLarge: return launch<DcTileLarge>(deform_conv_kernel<DcTileLarge, float>, io, p, stream);
+    case DcKernel::kFmaMedium: return launch<DcTileMedium>(deform_conv_kernel<DcTileMedium, float>, io, p, stream);
+    case DcKernel::kFmaSmall: return launch<DcTileSmall>(deform_conv_kernel<DcTileSmall, float>, io, p, stream);
     default: return cudaErrorInvalidValue;  // the MMA path is FP16-only
     }
 }
@@ -56,11 +49,11 @@ cudaError_t launch_choice<float>(DcKernel kernel, const DcPtrs<float>& io, const
 template <>
 cudaError_t launch_choice<__half>(DcKernel kernel, const DcPtrs<__half>& io, const DeformConvParams& p, cudaStream_t stream) {
     switch (kernel) {
-    case DcKernel::kFmaLarge: return launch<DcTileLarge, __half>(io, p, stream);
-    case DcKernel::kFmaMedium: return launch<DcTileMedium, __half>(io, p, stream);
-    case DcKernel::kFmaSmall: return launch<DcTileSmall, __half>(io, p, stream);
-    case DcKernel::kMmaWide: return launch_mma<DcMmaTileWide>(io, p, stream);
-    case DcKernel::kMmaTall: return launch_mma<DcMmaTileTall>(io, p, stream);
+    case DcKernel::kFmaLarge: return launch<DcTileLarge>(deform_conv_kernel<DcTileLarge, __half>, io, p, stream);
+    case DcKernel::kFmaMedium: return launch<DcTileMedium>(deform_conv_kernel<DcTileMedium, __half>, io, p, stream);
+    case DcKernel::kFmaSmall: return launch<DcTileSmall>(deform_conv_kernel<DcTileSmall, __half>, io, p, stream);
+    case DcKernel::kMmaWide: return launch<DcMmaTileWide>(deform_conv_mma_kernel<DcMmaTileWide>, io, p, stream);
+    case DcKernel::kMmaTall: return launch<DcMmaTileTall>(deform_conv_mma_kernel<DcMmaTileTall>, io, p, stream);
     }
     return cudaErrorInvalidValue;
 }

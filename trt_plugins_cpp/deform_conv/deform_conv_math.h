@@ -67,13 +67,6 @@ using DcTileSmall = DcTile<4, 256, 1, 4>;    // Cout/groups <= 4 (depthwise-like
 template <class Cfg>
 using DcAcc = TileAcc<Cfg>;
 
-enum class DcTileKind : int { kLarge = 0, kMedium = 1, kSmall = 2 };
-
-DYNCONV_HD DcTileKind deform_conv_tile_kind(const DeformConvParams& p) {
-    const int cog = p.Cout / p.groups;
-    return cog > 16 ? DcTileKind::kLarge : cog > 4 ? DcTileKind::kMedium : DcTileKind::kSmall;
-}
-
 template <class Cfg>
 struct DcSmem {
     alignas(16) float s[Cfg::BK][Cfg::BN];  // sampled (and modulated) inputs of the chunk
@@ -138,23 +131,28 @@ DYNCONV_HD void dc_descriptors(const DeformConvParams& p, const DcPtrs<T>& io, i
     for (int c = 0; c < 4; ++c) { sm.tidx[c][t] = b.idx[c]; sm.tw[c][t] = b.w[c]; }
 }
 
+//! Modulated bilinear sample of input channel c at the tile's pixel pp, from the descriptors in sm
+//! (0 for a pixel past the end).
+template <typename T, class Smem>
+DYNCONV_HD float dc_sample(const DeformConvParams& p, const DcPtrs<T>& io, const Smem& sm, int c, int pp) {
+    const int n = sm.img[pp];
+    if (n < 0) return 0.f;
+    const T* xp = io.x + (static_cast<long long>(n) * p.Cin + c) * static_cast<long long>(p.H) * p.W;
+    float val = 0.f;
+    for (int q = 0; q < 4; ++q) {
+        const int id = sm.tidx[q][pp];
+        if (id >= 0) val += sm.tw[q][pp] * to_float(xp[id]);
+    }
+    return val;
+}
+
 //! Phase 2: sample channels c0 .. c0+kc-1 at every pixel of the tile (S) and load their weights (W).
 template <class Cfg, typename T>
 DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, int g, int o0, int tap, int c0, int kc, int t,
                         DcSmem<Cfg>& sm) {
-    const long long plane = static_cast<long long>(p.H) * p.W;
     for (int e = t; e < Cfg::BK * Cfg::BN; e += Cfg::kThreads) {
         const int kk = e / Cfg::BN, pp = e % Cfg::BN;  // consecutive threads: consecutive pixels
-        const int n = sm.img[pp];
-        float val = 0.f;
-        if (kk < kc && n >= 0) {
-            const T* xp = io.x + (static_cast<long long>(n) * p.Cin + c0 + kk) * plane;
-            for (int c = 0; c < 4; ++c) {
-                const int id = sm.tidx[c][pp];
-                if (id >= 0) val += sm.tw[c][pp] * to_float(xp[id]);
-            }
-        }
-        sm.s[kk][pp] = val;
+        sm.s[kk][pp] = kk < kc ? dc_sample(p, io, sm, c0 + kk, pp) : 0.f;
     }
     const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, taps = p.kh * p.kw;
     for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {

@@ -65,19 +65,9 @@ DYNCONV_HD void dc_mma_load_slab(const DeformConvParams& p, const DcPtrs<T>& io,
 template <class Cfg, typename T>
 DYNCONV_HD void dc_mma_fill(const DeformConvParams& p, const DcPtrs<T>& io, int tap, int c0, int kc, int t,
                             DcMmaSmem<Cfg>& sm) {
-    const long long plane = static_cast<long long>(p.H) * p.W;
     for (int e = t; e < Cfg::BK * Cfg::BN; e += Cfg::kThreads) {
         const int kk = e / Cfg::BN, pp = e % Cfg::BN;  // consecutive threads: consecutive pixels
-        const int n = sm.img[pp];
-        float val = 0.f;
-        if (kk < kc && n >= 0) {
-            const T* xp = io.x + (static_cast<long long>(n) * p.Cin + c0 + kk) * plane;
-            for (int c = 0; c < 4; ++c) {
-                const int id = sm.tidx[c][pp];
-                if (id >= 0) val += sm.tw[c][pp] * to_float(xp[id]);
-            }
-        }
-        sm.s[kk][pp] = to_mma_half(val);
+        sm.s[kk][pp] = to_mma_half(kk < kc ? dc_sample(p, io, sm, c0 + kk, pp) : 0.f);
     }
     const int taps = p.kh * p.kw;
     for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {
@@ -138,17 +128,13 @@ DYNCONV_HD void deform_conv_mma_block(const DeformConvParams& p, const DcPtrs<T>
 }
 
 //! Which tile config runs a problem: the MMA path for FP16 I/O with >= 32 output channels per group and at
-//! most kDcMmaMaxTaps taps; otherwise the FP32-FMA tiles of deform_conv_math.h.
+//! most kDcMmaMaxTaps taps; otherwise the FP32-FMA tile sized for the output channels per group.
 enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kMmaWide, kMmaTall };
 
 DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io) {
     const int cog = p.Cout / p.groups;
     if (fp16_io && cog >= 32 && p.kh * p.kw <= kDcMmaMaxTaps) return cog >= 128 ? DcKernel::kMmaWide : DcKernel::kMmaTall;
-    switch (deform_conv_tile_kind(p)) {
-    case DcTileKind::kLarge: return DcKernel::kFmaLarge;
-    case DcTileKind::kMedium: return DcKernel::kFmaMedium;
-    default: return DcKernel::kFmaSmall;
-    }
+    return cog > 16 ? DcKernel::kFmaLarge : cog > 4 ? DcKernel::kFmaMedium : DcKernel::kFmaSmall;
 }
 
 } // namespace dynconv

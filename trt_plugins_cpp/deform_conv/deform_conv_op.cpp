@@ -3,7 +3,6 @@
 #include <climits>
 #include <cstdio>
 #include <stdexcept>
-#include <memory>
 
 #include "common/cpu_exec.h"
 
@@ -14,24 +13,16 @@ constexpr const char* kName = "DynconvDeformConv2d";
 
 template <class Cfg>
 void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
-    const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
-    auto sm = std::make_unique<DcSmem<Cfg>>();
-    for (long long by = 0; by < gy; ++by)
-        for (long long bx = 0; bx < gx; ++bx) {
-            CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads> ex;
-            deform_conv_block<Cfg, float>(p, io, int(bx), int(by), *sm, ex);
-        }
+    run_cpu_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
+        dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p),
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, float>(p, io, bx, by, sm, ex); });
 }
 
 template <class Cfg>
 void run_mma(const DeformConvParams& p, const DcPtrs<float>& io) {
-    const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
-    auto sm = std::make_unique<DcMmaSmem<Cfg>>();
-    for (long long by = 0; by < gy; ++by)
-        for (long long bx = 0; bx < gx; ++bx) {
-            CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads> ex;
-            deform_conv_mma_block<Cfg, float>(p, io, int(bx), int(by), *sm, ex);
-        }
+    run_cpu_grid<DcMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+        dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p),
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_mma_block<Cfg, float>(p, io, bx, by, sm, ex); });
 }
 
 } // namespace

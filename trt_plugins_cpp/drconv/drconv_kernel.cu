@@ -12,7 +12,7 @@ template <typename T>
 __global__ void __launch_bounds__(kDrChunk) drconv_count_kernel(DrconvParams p, const T* __restrict__ guide, DrLists l) {
     __shared__ DrChunkSmem sm;
     const int t = int(threadIdx.x), chunk = int(blockIdx.x), n = int(blockIdx.y);
-    dr_chunk_regions(p, guide, chunk, n, t, sm);
+    dr_chunk_regions(p, guide, l, chunk, n, t, sm);
     __syncthreads();
     dr_chunk_count(p, l, chunk, n, t, sm);
 }
@@ -23,11 +23,10 @@ __global__ void __launch_bounds__(kDrChunk) drconv_scan_kernel(DrconvParams p, D
     dr_scan_pairs(p, l, bn, int(threadIdx.x));
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kDrChunk) drconv_scatter_kernel(DrconvParams p, const T* __restrict__ guide, DrLists l) {
+__global__ void __launch_bounds__(kDrChunk) drconv_scatter_kernel(DrconvParams p, DrLists l) {
     __shared__ DrChunkSmem sm;
     const int t = int(threadIdx.x), chunk = int(blockIdx.x), n = int(blockIdx.y);
-    dr_chunk_regions(p, guide, chunk, n, t, sm);
+    dr_chunk_recall(p, l, chunk, n, t, sm);
     __syncthreads();
     dr_chunk_scatter(p, l, chunk, n, t, sm);
 }
@@ -59,31 +58,17 @@ cudaError_t list_pixels(const T* guide, const DrLists& l, const DrconvParams& p,
     DYNCONV_CUDA_TRY(checked_launch());
     drconv_scan_kernel<<<1, kDrChunk, 0, stream>>>(p, l, bn);
     DYNCONV_CUDA_TRY(checked_launch());
-    drconv_scatter_kernel<T><<<grid, kDrChunk, 0, stream>>>(p, guide, l);
+    drconv_scatter_kernel<<<grid, kDrChunk, 0, stream>>>(p, l);
     return checked_launch();
 }
 
-template <class Cfg>
-bool gemm_grid(const DrconvParams& p, dim3* grid) {
-    const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
-    *grid = dim3(unsigned(gx), unsigned(gy));
-    return gx <= 0x7fffffffLL && gy <= 65535;
-}
-
+//! Launches `kernel` (a GEMM block body of tile Cfg) over all possible list tiles x output-channel tiles.
 template <class Cfg, typename T>
-cudaError_t launch_fma(const T* x, const T* filters, T* out, const DrLists& l, const DrconvParams& p, cudaStream_t stream) {
-    dim3 grid;
-    if (!gemm_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
-    drconv_gemm_kernel<Cfg, T><<<grid, Cfg::kThreads, 0, stream>>>(p, x, filters, out, l);
-    return checked_launch();
-}
-
-template <class Cfg>
-cudaError_t launch_mma(const __half* x, const __half* filters, __half* out, const DrLists& l, const DrconvParams& p,
-                       cudaStream_t stream) {
-    dim3 grid;
-    if (!gemm_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
-    drconv_mma_kernel<Cfg><<<grid, Cfg::kThreads, 0, stream>>>(p, x, filters, out, l);
+cudaError_t launch(void (*kernel)(DrconvParams, const T*, const T*, T*, DrLists), const T* x, const T* filters, T* out,
+                   const DrLists& l, const DrconvParams& p, cudaStream_t stream) {
+    const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
+    if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
+    kernel<<<dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, 0, stream>>>(p, x, filters, out, l);
     return checked_launch();
 }
 
@@ -95,8 +80,8 @@ template <>
 cudaError_t launch_gemm<float>(DrKernel kernel, const float* x, const float* filters, float* out, const DrLists& l,
                                const DrconvParams& p, cudaStream_t stream) {
     switch (kernel) {
-    case DrKernel::kFmaLarge: return launch_fma<DrTileLarge, float>(x, filters, out, l, p, stream);
-    case DrKernel::kFmaSmall: return launch_fma<DrTileSmall, float>(x, filters, out, l, p, stream);
+    case DrKernel::kFmaLarge: return launch<DrTileLarge>(drconv_gemm_kernel<DrTileLarge, float>, x, filters, out, l, p, stream);
+    case DrKernel::kFmaSmall: return launch<DrTileSmall>(drconv_gemm_kernel<DrTileSmall, float>, x, filters, out, l, p, stream);
     default: return cudaErrorInvalidValue;  // the tensor-core path is FP16-only
     }
 }
@@ -105,10 +90,10 @@ template <>
 cudaError_t launch_gemm<__half>(DrKernel kernel, const __half* x, const __half* filters, __half* out, const DrLists& l,
                                 const DrconvParams& p, cudaStream_t stream) {
     switch (kernel) {
-    case DrKernel::kFmaLarge: return launch_fma<DrTileLarge, __half>(x, filters, out, l, p, stream);
-    case DrKernel::kFmaSmall: return launch_fma<DrTileSmall, __half>(x, filters, out, l, p, stream);
-    case DrKernel::kMmaWide: return launch_mma<DrMmaTileWide>(x, filters, out, l, p, stream);
-    case DrKernel::kMmaTall: return launch_mma<DrMmaTileTall>(x, filters, out, l, p, stream);
+    case DrKernel::kFmaLarge: return launch<DrTileLarge>(drconv_gemm_kernel<DrTileLarge, __half>, x, filters, out, l, p, stream);
+    case DrKernel::kFmaSmall: return launch<DrTileSmall>(drconv_gemm_kernel<DrTileSmall, __half>, x, filters, out, l, p, stream);
+    case DrKernel::kMmaWide: return launch<DrMmaTileWide>(drconv_mma_kernel<DrMmaTileWide>, x, filters, out, l, p, stream);
+    case DrKernel::kMmaTall: return launch<DrMmaTileTall>(drconv_mma_kernel<DrMmaTileTall>, x, filters, out, l, p, stream);
     }
     return cudaErrorInvalidValue;
 }

@@ -1,7 +1,6 @@
 #include "drconv/drconv_op.h"
 
 #include <climits>
-#include <memory>
 
 #include "common/cpu_exec.h"
 #include "drconv/drconv_tiled.h"
@@ -45,7 +44,7 @@ void list_pixels(const DrconvParams& p, const float* guide, const DrLists& l, in
     for (int n = 0; n < p.N; ++n)
         for (long long c = 0; c < chunks; ++c) {
             ListExec ex;
-            ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, int(c), n, t, sm); });
+            ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, l, int(c), n, t, sm); });
             ex.each([&](int t, NoAcc&) { dr_chunk_count(p, l, int(c), n, t, sm); });
         }
     ListExec scan;
@@ -54,31 +53,23 @@ void list_pixels(const DrconvParams& p, const float* guide, const DrLists& l, in
     for (int n = 0; n < p.N; ++n)
         for (long long c = 0; c < chunks; ++c) {
             ListExec ex;
-            ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, int(c), n, t, sm); });
+            ex.each([&](int t, NoAcc&) { dr_chunk_recall(p, l, int(c), n, t, sm); });
             ex.each([&](int t, NoAcc&) { dr_chunk_scatter(p, l, int(c), n, t, sm); });
         }
 }
 
 template <class Cfg>
 void run_gemm(const DrconvParams& p, const float* x, const float* filters, float* out, const DrLists& l) {
-    const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
-    auto sm = std::make_unique<DrGemmSmem<Cfg>>();
-    for (long long by = 0; by < gy; ++by)
-        for (long long bx = 0; bx < gx; ++bx) {
-            CpuBlockExec<TileAcc<Cfg>, Cfg::kThreads> ex;
-            drconv_gemm_block<Cfg, float>(p, x, filters, out, l, int(bx), int(by), *sm, ex);
-        }
+    run_cpu_grid<DrGemmSmem<Cfg>, CpuBlockExec<TileAcc<Cfg>, Cfg::kThreads>>(
+        drconv_max_tiles(p, Cfg::BN), (p.O + Cfg::BM - 1) / Cfg::BM,
+        [&](int bx, int by, auto& sm, auto& ex) { drconv_gemm_block<Cfg, float>(p, x, filters, out, l, bx, by, sm, ex); });
 }
 
 template <class Cfg>
 void run_mma(const DrconvParams& p, const float* x, const float* filters, float* out, const DrLists& l) {
-    const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
-    auto sm = std::make_unique<DrMmaSmem<Cfg>>();
-    for (long long by = 0; by < gy; ++by)
-        for (long long bx = 0; bx < gx; ++bx) {
-            CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads> ex;
-            drconv_mma_block<Cfg, float>(p, x, filters, out, l, int(bx), int(by), *sm, ex);
-        }
+    run_cpu_grid<DrMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+        drconv_max_tiles(p, Cfg::BN), (p.O + Cfg::BM - 1) / Cfg::BM,
+        [&](int bx, int by, auto& sm, auto& ex) { drconv_mma_block<Cfg, float>(p, x, filters, out, l, bx, by, sm, ex); });
 }
 
 Shape run(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out, bool fp16_io) {

@@ -47,9 +47,10 @@ DYNCONV_HD int drconv_tile_pixels(DrKernel k) {
     }
 }
 
-//! Workspace of the pixel lists (ints): chunk counts/bases [N*m][chunks], region start and count [N*m],
-//! tile prefix [N*m + 1] and the lists themselves [N][Ho*Wo].
+//! Workspace of the pixel lists (ints): the region map [N][Ho*Wo], chunk counts/bases [N*m][chunks], region
+//! start and count [N*m], tile prefix [N*m + 1] and the lists themselves [N][Ho*Wo].
 struct DrLists {
+    int* region;  // per n: region of each pixel (pass 1 finds it, pass 3 reads it back)
     int* chunk;   // per (n, t, chunk): pixel count, then (after the scan) the chunk's first slot in the list
     int* start;   // per (n, t): first slot of region t inside sample n's list
     int* count;   // per (n, t): pixels of region t
@@ -63,13 +64,14 @@ DYNCONV_HD long long drconv_chunks(const DrconvParams& p) {
 
 DYNCONV_HD long long drconv_workspace_ints(const DrconvParams& p) {
     const long long pairs = static_cast<long long>(p.N) * p.m;
-    return pairs * drconv_chunks(p) + 3 * pairs + 1 + static_cast<long long>(p.N) * p.Ho * p.Wo;
+    return pairs * drconv_chunks(p) + 3 * pairs + 1 + 2 * static_cast<long long>(p.N) * p.Ho * p.Wo;
 }
 
 DYNCONV_HD DrLists drconv_lists(const DrconvParams& p, int* ws) {
     const long long pairs = static_cast<long long>(p.N) * p.m;
     DrLists l;
-    l.chunk = ws;
+    l.region = ws;
+    l.chunk = l.region + static_cast<long long>(p.N) * p.Ho * p.Wo;
     l.start = l.chunk + pairs * drconv_chunks(p);
     l.count = l.start + pairs;
     l.tiles = l.count + pairs;
@@ -83,16 +85,29 @@ DYNCONV_HD long long drconv_max_tiles(const DrconvParams& p, int bn) {
     return static_cast<long long>(p.N) * ((hw + bn - 1) / bn + p.m);
 }
 
-// ---- pass 1 and 3: regions of one chunk of pixels (block = (chunk, n)) ---------------------------------
+// ---- passes 1 and 3: regions of one chunk of pixels (block = (chunk, n)) --------------------------------
 
 struct DrChunkSmem {
     int region[kDrChunk];  // -1 past the last pixel
 };
 
+//! Pass 1: thread t finds the region of pixel t of the chunk (argmax of the guide) and records it.
 template <typename T>
-DYNCONV_HD void dr_chunk_regions(const DrconvParams& p, const T* guide, int chunk, int n, int t, DrChunkSmem& sm) {
-    const long long q = static_cast<long long>(chunk) * kDrChunk + t;
-    sm.region[t] = q < static_cast<long long>(p.Ho) * p.Wo ? drconv_region(guide, p, n, int(q / p.Wo), int(q % p.Wo)) : -1;
+DYNCONV_HD void dr_chunk_regions(const DrconvParams& p, const T* guide, const DrLists& l, int chunk, int n, int t,
+                                 DrChunkSmem& sm) {
+    const long long q = static_cast<long long>(chunk) * kDrChunk + t, hw = static_cast<long long>(p.Ho) * p.Wo;
+    int r = -1;
+    if (q < hw) {
+        r = drconv_region(guide, p, n, int(q / p.Wo), int(q % p.Wo));
+        l.region[n * hw + q] = r;
+    }
+    sm.region[t] = r;
+}
+
+//! Pass 3: the regions pass 1 recorded for the chunk.
+DYNCONV_HD void dr_chunk_recall(const DrconvParams& p, const DrLists& l, int chunk, int n, int t, DrChunkSmem& sm) {
+    const long long q = static_cast<long long>(chunk) * kDrChunk + t, hw = static_cast<long long>(p.Ho) * p.Wo;
+    sm.region[t] = q < hw ? l.region[n * hw + q] : -1;
 }
 
 //! Pass 1, after dr_chunk_regions: thread t counts region t (and t + 256, ...) in the chunk.
@@ -105,7 +120,7 @@ DYNCONV_HD void dr_chunk_count(const DrconvParams& p, const DrLists& l, int chun
     }
 }
 
-//! Pass 3, after dr_chunk_regions: pixel t of the chunk goes to its region's list, after the chunk's
+//! Pass 3, after dr_chunk_recall: pixel t of the chunk goes to its region's list, after the chunk's
 //! earlier pixels of the same region (a stable order).
 DYNCONV_HD void dr_chunk_scatter(const DrconvParams& p, const DrLists& l, int chunk, int n, int t, const DrChunkSmem& sm) {
     const int r = sm.region[t];
