@@ -1,9 +1,21 @@
-"""dynconv.export: PyTorch models with dynamic convolutions to ONNX (TensorRT-plugin or reference flavour)."""
+"""dynconv.export: PyTorch models with dynamic convolutions to ONNX (TensorRT-plugin or reference flavour).
 
-from ..plugins import load_ops
+``export_model`` and ``ExportOptions`` load on first use, so ``dynconv-export --help`` (and its
+"install torch" error) work without torch.
+"""
 
-load_ops()
-from .api import export_model  # noqa: E402
-from .options import ExportOptions
+from typing import Any
 
 __all__ = ["ExportOptions", "export_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "export_model":
+        from .api import export_model  # imports torch and registers the core ops
+
+        return export_model
+    if name == "ExportOptions":
+        from .options import ExportOptions
+
+        return ExportOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

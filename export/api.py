@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import NamedTuple, Sequence
 
 import onnx
 import torch
 
+from ..plugins import load_ops
 from ..plugins.errors import DynconvError
+from ..plugins.spec import DOMAIN
 from .fp16 import convert_to_fp16
 from .options import ExportOptions, io_names
 from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, set_ir_version
@@ -18,6 +21,7 @@ from .reference_graph import OpCall, run_and_record, splice_references
 from .torch_export import export_dynamo, export_torchscript
 
 log = logging.getLogger(__name__)
+load_ops()  # the exporters look the core ops up by name
 
 Model = torch.nn.Module | torch.jit.ScriptModule | torch.export.ExportedProgram
 
@@ -38,11 +42,17 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
     standard ONNX ops. The result passes ``onnx.checker`` and carries output shapes.
     ``example_run`` is :func:`run_example` of the same model and inputs when the caller already
     has it (the model then runs only inside the exporter).
+
+    With ``options.map_modules`` (the default) the third-party and authors' modules dynconv
+    recognises are first swapped, in place, for dynconv layers (:func:`map_known_modules`). A "trt"
+    export that ends with no custom node is an error naming the module classes left unmapped.
     """
     options = options or ExportOptions()
     args = tuple(example_inputs)
     if isinstance(model, torch.nn.Module):
         model.eval()
+    if options.map_modules and map_known_modules(model) and example_run is not None:
+        example_run = None  # the model changed: run it again
     outputs, calls = example_run if example_run is not None else run_example(model, args)
     input_names = io_names(options.input_names, len(args), "input")
     output_names = io_names(options.output_names, len(outputs), "output")
@@ -61,6 +71,8 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
         raise DynconvError(f"the {options.exporter} exporter failed: {type(exc).__name__}: "
                            f"{' '.join(lines[:2])[:400]} (try --exporter {other})") from None
 
+    if options.target == "trt" and not any(node.domain == DOMAIN for node in proto.graph.node):
+        _require_dynconv_content(model, options)
     proto = cleanup(proto)
     proto = rename_dynamic_dims(proto, options.dynamic_axes)
     check_dynamic_dims(proto, options.dynamic_axes)
@@ -71,6 +83,53 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
     proto.producer_name = "dynconv"
     check_model(proto)
     return proto
+
+
+def map_known_modules(model: Model) -> list[str]:
+    """Swap, in place, the torchvision/mmcv deformable convolutions and the authors' modules in
+    ``model`` for dynconv layers (nothing for TorchScript or torch.export programs); returns the
+    dotted names of the replaced submodules."""
+    from .third_party import map_third_party_modules  # noqa: PLC0415
+
+    if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        return []
+    replaced = map_third_party_modules(model)
+    for name in replaced:
+        log.info("mapped %s onto a dynconv layer", name)
+    return replaced
+
+
+def unmapped_module_classes(model: Model) -> list[str]:
+    """Qualified class names of the submodules that a dynconv mapping knows by class name but
+    that are still in ``model`` (mapping switched off, or their structure did not match)."""
+    from .official_modules import CONVERTERS  # noqa: PLC0415
+    from .third_party import _third_party_classes  # noqa: PLC0415
+
+    if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        return []
+    third_party = tuple(cls for cls, _ in _third_party_classes())
+    found = {f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules()
+             if type(m).__name__ in CONVERTERS and not type(m).__module__.startswith("dynconv.")
+             or (third_party and isinstance(m, third_party))}
+    return sorted(found)
+
+
+def _require_dynconv_content(model: Model, options: ExportOptions) -> None:
+    """A trt export without plugin nodes is fine for dynconv's custom-free layers (CondConv,
+    DynamicConv, SKConv export as standard ops); it is an error when modules were left unmapped or an
+    nn.Module holds no dynconv layer at all."""
+    from .report import dynamic_modules  # noqa: PLC0415
+
+    unmapped = unmapped_module_classes(model)
+    if unmapped:
+        how = ("mapping is off (map_modules=False / --no-map-modules)" if not options.map_modules
+               else "their structure did not match dynconv's layers; rerun with -v for the reason")
+        raise DynconvError(f"the trt export has no dynconv plugin node: unmapped module classes "
+                           f"{', '.join(unmapped)} ({how})")
+    plain = isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule)
+    if plain and not dynamic_modules(model):
+        raise DynconvError("the trt export has no dynconv plugin node: the model has no dynconv layer or op (use "
+                           "dynconv's layers, or export it with torch.onnx directly)")
 
 
 def _export(model: Model, args: tuple, calls: list[OpCall], options: ExportOptions, input_names: list[str],
@@ -99,13 +158,46 @@ def run_example(model: Model, args: Sequence[torch.Tensor]) -> ExampleRun:
     except DynconvError:
         raise
     except Exception as exc:  # the user's model rejected the inputs: report it in one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DynconvError(f"the model failed on the example input: {type(exc).__name__}: {first}") from None
+        raise DynconvError(_example_failure(model, args, _plain_failure(runner, args) or exc)) from None
     if isinstance(out, torch.Tensor):
         return ExampleRun([out], calls)
     if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
         return ExampleRun(list(out), calls)
     raise DynconvError(f"the model must return a tensor or a tuple of tensors, got {type(out).__name__}")
+
+
+def _plain_failure(runner, args: Sequence[torch.Tensor]) -> BaseException | None:
+    """The model's own exception on ``args`` outside the op recorder (TorchScript loses the message
+    of an error raised under a dispatch mode)."""
+    try:
+        with torch.no_grad():
+            runner(*args)
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises is the message we want
+        return exc
+    return None
+
+
+def _example_failure(model: Model, args: Sequence[torch.Tensor], exc: BaseException) -> str:
+    """Why the model rejected the example inputs: expected vs given shapes where the model records
+    them (torch.export programs), and the underlying message (TorchScript hides it at the end)."""
+    from .loading import underlying_message  # noqa: PLC0415
+
+    given = ", ".join("x".join(map(str, a.shape)) for a in args)
+    expected = _program_input_shapes(model) if isinstance(model, torch.export.ExportedProgram) else None
+    reason = underlying_message(exc)
+    if not re.match(r"^[A-Za-z_.]*(Error|Exception): ", reason):
+        reason = f"{type(exc).__name__}: {reason}"
+    shapes = f"expected input shape {expected}, given {given}" if expected else f"given input shape {given}"
+    return f"the model failed on the example input ({shapes}): {reason}"
+
+
+def _program_input_shapes(program: torch.export.ExportedProgram) -> str | None:
+    user_inputs = set(program.graph_signature.user_inputs)
+    shapes = [node.meta.get("val") for node in program.graph.nodes
+              if node.op == "placeholder" and node.name in user_inputs]
+    if not shapes or not all(isinstance(v, torch.Tensor) for v in shapes):
+        return None
+    return ", ".join("x".join(str(d) if isinstance(d, int) else "?" for d in v.shape) for v in shapes)
 
 
 def _require_program_dynamic_dims(program: torch.export.ExportedProgram, options: ExportOptions) -> None:

@@ -21,6 +21,7 @@ from ..plugins.dynamic_conv import CondConv2d, DynamicConv2d
 from ..plugins.errors import DynconvError
 from ..plugins.involution import Involution
 from ..plugins.skconv import SKConv2d
+from .networks import NETWORK_INPUT_SHAPE, NETWORKS, REDUCED_INPUT_SHAPE
 
 LayerFactory = Callable[[int, int], nn.Module]
 DEFAULT_INPUT_SHAPE = (1, 3, 64, 64)
@@ -125,18 +126,30 @@ EXAMPLES: dict[str, Callable[[], list[tuple[LayerFactory, int]]]] = {
 }
 
 
-def build_example(name: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
-    """The example network ``name`` in eval mode and a seeded input of DEFAULT_INPUT_SHAPE."""
-    if name not in EXAMPLES:
-        raise DynconvError(f"unknown example {name!r}; choose from {sorted(EXAMPLES)}")
+# the small op-family examples above plus the published architectures of .networks
+EXAMPLE_NAMES: list[str] = sorted(EXAMPLES) + sorted(NETWORKS)
+
+
+def build_example(name: str, seed: int = 0, reduced: bool = False) -> tuple[nn.Module, torch.Tensor]:
+    """The example network ``name`` in eval mode and a seeded input.
+
+    Op-family examples take DEFAULT_INPUT_SHAPE; published networks take NETWORK_INPUT_SHAPE, or with
+    ``reduced`` are built one block per stage and take REDUCED_INPUT_SHAPE (cheap export tests).
+    """
+    if name not in EXAMPLES and name not in NETWORKS:
+        raise DynconvError(f"unknown example {name!r}; choose from {EXAMPLE_NAMES}")
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = ExampleNet(EXAMPLES[name]())
+        if name in NETWORKS:
+            model = NETWORKS[name].reduced() if reduced else NETWORKS[name].full()
+            shape = REDUCED_INPUT_SHAPE if reduced else NETWORK_INPUT_SHAPE
+        else:
+            model, shape = ExampleNet(EXAMPLES[name]()), DEFAULT_INPUT_SHAPE
         _wake_zero_initialised(model, generator)
         _randomise_norm_statistics(model, generator)
     model.eval()
-    return model, torch.randn(DEFAULT_INPUT_SHAPE, generator=generator)
+    return model, torch.randn(shape, generator=generator)
 
 
 def _wake_zero_initialised(model: nn.Module, generator: torch.Generator) -> None:

@@ -10,14 +10,21 @@ the GPU tests and the plugin benchmark run in two stages. This stage writes, for
   NHWC ops: dynamic batch; the network: dynamic batch),
 - ``ref.onnx``: the reference flavour (FP32), which onnxruntime runs,
 - ``profile.json``: min/opt/max shape per input name,
-- ``inputs_<k>.npz`` / ``eager_<k>.npz``: inputs at two run shapes inside the profile and the PyTorch
-  eager outputs for them (FP32),
+- ``inputs_<k>.npz`` / ``eager_<k>.npz`` / ``ref_<k>.npz``: inputs at two run shapes inside the profile,
+  the PyTorch eager outputs and the onnxruntime outputs of ``ref.onnx`` for them (FP32), so that stage 2
+  needs neither torch nor onnxruntime,
+- ``flip_<precision>_<k>.npz`` where the model has DRConv: the onnxruntime outputs with every near-tie
+  guide pixel handed to its runner-up region (:mod:`dynconv.runtime.drconv_parity`), for the tie-aware
+  comparison,
 
-and ``DIR/manifest.json`` listing them. ``--bench`` adds ``DIR/bench/``: static trt-flavour ONNX of each
+the compat-form graphs (``compat_<precision>.onnx`` in their own ``DIR/<id>-<form>/``: the same case as
+mmdeploy's ``MMCVModulatedDeformConv2d`` / ``MMCVDeformConv2d`` and InternImage's ``TRTDCNv3`` nodes, in
+the exact node form their exporters write), and ``DIR/manifest.json`` listing them. ``--bench`` adds ``DIR/bench/``: static trt-flavour ONNX of each
 :func:`~dynconv.export.op_models.benchmark_cases` op and of the standard and depthwise 3x3 conv
 baselines at the benchmark shapes, FP16 and FP32 (inputs described by shape, dtype, mean and std, so
 they are generated on the GPU host), and, when ``torch.cuda`` is available, ``DIR/eager_timings.json``
-with the PyTorch eager implementations timed in CUDA graphs.
+with the PyTorch eager implementations timed in CUDA graphs. ``--eager-only`` writes just those
+timings for an existing ``DIR`` (the GPU host's torch, after stage 1 ran on a CPU machine).
 
 Stage 2 (no torch): ``DYNCONV_GPU_CASES=DIR pytest -m gpu tests/test_gpu_plugins.py`` and
 ``python -m dynconv.runtime.bench_plugins DIR``.
@@ -39,6 +46,7 @@ import onnx
 import torch
 
 from ..plugins.errors import DynconvError
+from ..runtime.drconv_parity import flip_reference, ort_runner, region_selects
 from . import ExportOptions, export_model
 from .examples import build_example
 from .op_models import OpCase, benchmark_cases, parity_grid
@@ -107,16 +115,32 @@ def _write_common(folder: Path, model: torch.nn.Module, example: tuple, dynamic:
                for name, arrays in zip(names, zip(*[profile_arrays[k] for k in ("min", "opt", "max")]))}
     (folder / "profile.json").write_text(json.dumps(profile, indent=1))
     files["profile"] = f"{folder.name}/profile.json"
-    files["inputs"], files["eager"] = [], []
+    files["inputs"], files["eager"], files["ref_outputs"] = [], [], []
+    drconv = bool(region_selects(ref))
+    if drconv:
+        files["flips"] = {p: [] for p in PRECISIONS}
+    tie_fraction: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for k, arrays in enumerate(runs):
         with torch.no_grad():
             got = model(*[torch.from_numpy(a) for a in arrays])
         got = got if isinstance(got, (tuple, list)) else (got,)
-        np.savez(folder / f"inputs_{k}.npz", **dict(zip(names, arrays)))
+        feeds = dict(zip(names, arrays))
+        np.savez(folder / f"inputs_{k}.npz", **feeds)
         np.savez(folder / f"eager_{k}.npz", **{name: t.numpy() for name, t in zip(outputs, got)})
         files["inputs"].append(f"{folder.name}/inputs_{k}.npz")
         files["eager"].append(f"{folder.name}/eager_{k}.npz")
-    return {"files": files, "input_names": names, "output_names": outputs}
+        reference = None
+        for precision in PRECISIONS if drconv else ():
+            flips = flip_reference(ref, feeds, precision)
+            reference = flips.outputs
+            np.savez(folder / f"flip_{precision}_{k}.npz", **flips.flipped)
+            files["flips"][precision].append(f"{folder.name}/flip_{precision}_{k}.npz")
+            tie_fraction[precision].append(flips.tie_fraction)
+        reference = reference if reference is not None else ort_runner(ref, feeds)
+        np.savez(folder / f"ref_{k}.npz", **{name: reference[name] for name in outputs})
+        files["ref_outputs"].append(f"{folder.name}/ref_{k}.npz")
+    entry = {"files": files, "input_names": names, "output_names": outputs}
+    return entry | ({"drconv": {"tie_fraction": tie_fraction}} if drconv else {})
 
 
 def write_op_case(out: Path, cid: str, case: OpCase, exporter: str = "torchscript") -> dict:
@@ -146,6 +170,70 @@ def write_mixed(out: Path, cid: str = "mixed", exporter: str = "torchscript") ->
                            {k: batch(n, 0) for k, n in MIXED_BATCHES.items()},
                            [batch(n, 1000 + n) for n in MIXED_RUN_BATCHES])
     return entry
+
+
+# --- compat-form graphs (mmdeploy, InternImage) ----------------------------------------------------
+
+COMPAT_DOMAIN = "mmdeploy"
+# base case (parity-grid index) -> compat node type, as the third-party exporters write it
+COMPAT_FORMS = {0: "MMCVModulatedDeformConv2d", 2: "MMCVDeformConv2d", 4: "TRTDCNv3"}
+
+
+def compat_node(node: onnx.NodeProto, form: str) -> onnx.NodeProto:
+    """The dynconv plugin node ``node`` rewritten as ``form`` in its exporter's exact node form: input
+    order, attribute names, types and value layout of mmdeploy's / InternImage's symbolic functions."""
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if form == "MMCVModulatedDeformConv2d":  # mmcv order: input, offset, mask, weight, bias
+        x, weight, offset, mask, *bias = node.input
+        return helper.make_node(form, [x, offset, mask, weight, *bias], list(node.output), domain=COMPAT_DOMAIN,
+                                stride=list(attrs["stride"]), padding=list(attrs["padding"]),
+                                dilation=list(attrs["dilation"]), groups=attrs["groups"],
+                                deform_groups=attrs["offset_groups"])
+    if form == "MMCVDeformConv2d":  # input, offset, weight; padding as [ph, ph, pw, pw]
+        x, weight, offset = node.input
+        ph, pw = attrs["padding"]
+        return helper.make_node(form, [x, offset, weight], list(node.output), domain=COMPAT_DOMAIN,
+                                stride=list(attrs["stride"]), padding=[ph, ph, pw, pw],
+                                dilation=list(attrs["dilation"]), groups=attrs["groups"],
+                                deform_groups=attrs["offset_groups"], bias=0, im2col_step=32)
+    if form == "TRTDCNv3":  # InternImage's DCNv3Function.symbolic: 12 scalar fields (remove_center if set)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+        extra = {"remove_center": attrs["remove_center"]} if attrs.get("remove_center") else {}
+        return helper.make_node(form, list(node.input), list(node.output), domain=COMPAT_DOMAIN,
+                                kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw,
+                                dilation_h=dh, dilation_w=dw, group=attrs["group"],
+                                group_channels=attrs["group_channels"], offset_scale=float(attrs["offset_scale"]),
+                                im2col_step=256, **extra)
+    raise DynconvError(f"unknown compat form {form!r}; choose from {sorted(COMPAT_FORMS.values())}")
+
+
+def compat_model(trt_model: onnx.ModelProto, form: str) -> onnx.ModelProto:
+    """A copy of a single-op trt-flavour model whose plugin node is in ``form``'s exact node form."""
+    out = onnx.ModelProto()
+    out.CopyFrom(trt_model)
+    index = next(i for i, n in enumerate(out.graph.node) if n.domain == "dynconv")
+    out.graph.node[index].CopyFrom(compat_node(out.graph.node[index], form))
+    kept = [o for o in out.opset_import if o.domain != "dynconv"]
+    del out.opset_import[:]
+    out.opset_import.extend([*kept, onnx.helper.make_opsetid(COMPAT_DOMAIN, 1)])
+    return out
+
+
+def write_compat(out: Path, base: dict, form: str) -> dict:
+    """``base``'s case as a ``form`` graph (FP32 and FP16) in ``out/<base id>-<form>``; its manifest entry
+    reuses the base case's inputs and references."""
+    cid = f"{base['id']}-{form}"
+    folder = out / cid
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {k: v for k, v in base["files"].items() if not k.startswith("trt_")}
+    for precision in PRECISIONS:
+        proto = compat_model(onnx.load(out / base["files"][f"trt_{precision}"]), form)
+        onnx.save(proto, folder / f"compat_{precision}.onnx")
+        files[f"trt_{precision}"] = f"{cid}/compat_{precision}.onnx"
+    return base | {"id": cid, "kind": "compat", "base": base["id"], "form": f"{COMPAT_DOMAIN}::{form}",
+                   "label": f"{base['label']} as {COMPAT_DOMAIN}::{form}", "files": files}
 
 
 # --- benchmark models (static shapes) -------------------------------------------------------------
@@ -248,7 +336,7 @@ def write_bench(out: Path, shapes: Sequence[tuple[int, int, int, int]] = BENCH_S
                 eager: bool | None = None) -> dict:
     """Static benchmark ONNX under ``out/bench``; eager CUDA-graph timings when CUDA is available."""
     eager = torch.cuda.is_available() if eager is None else eager
-    items, timings = [], []
+    items = []
     cases = [(f"b{i}-" + case_id(i, c.label)[3:], c) for i, c in enumerate(benchmark_cases())]
     for shape in shapes:
         for precision in precisions:
@@ -268,22 +356,38 @@ def write_bench(out: Path, shapes: Sequence[tuple[int, int, int, int]] = BENCH_S
                 items.append({"id": cid, "kind": "plugin", "label": case.label, "op": case.op, "shape": list(shape),
                               "precision": precision, "onnx": f"bench/{folder.name}/{cid}.onnx",
                               "inputs": _describe(_names(proto)[0], inputs, fp16)})
-                ref = eager_reference(case.op) if eager else None
-                if ref is not None:
-                    try:
-                        ms = eager_ms(ref[1], eager_args(case, model, inputs), fp16, runs)
-                    except RuntimeError as exc:  # e.g. an op without a half kernel: no eager number
-                        log.warning("eager %s %s %s failed: %s", case.label, shape_tag(shape), precision, exc)
-                        ms = None
-                    timings.append({"id": cid, "label": case.label, "shape": list(shape), "precision": precision,
-                                    "eager_name": ref[0], "eager_ms": ms})
-                    log.info("eager %s %s %s: %s ms (%s)", case.label, shape_tag(shape), precision, ms, ref[0])
                 log.info("bench %s %s %s written", cid, shape_tag(shape), precision)
+    section = {"shapes": [list(s) for s in shapes], "precisions": list(precisions), "items": items,
+               "eager_timings": EAGER_TIMINGS if eager else None}
     if eager:
-        meta = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "runs": runs}
-        (out / EAGER_TIMINGS).write_text(json.dumps({"meta": meta, "timings": timings}, indent=1))
-    return {"shapes": [list(s) for s in shapes], "precisions": list(precisions), "items": items,
-            "eager_timings": EAGER_TIMINGS if eager else None}
+        write_eager_timings(out, section, runs)
+    return section
+
+
+def write_eager_timings(out: Path, bench: dict, runs: int = 200) -> list[dict]:
+    """Time the PyTorch eager reference of every benchmark op (CUDA graphs) into ``out/eager_timings.json``;
+    needs torch with CUDA, not the ONNX exporter."""
+    if not torch.cuda.is_available():
+        raise DynconvError("torch has no CUDA device: eager timings need a GPU")
+    cases = {f"b{i}-" + case_id(i, c.label)[3:]: c for i, c in enumerate(benchmark_cases())}
+    timings = []
+    for item in (i for i in bench["items"] if i["kind"] == "plugin"):
+        case, shape, precision = cases[item["id"]], tuple(item["shape"]), item["precision"]
+        ref = eager_reference(case.op)
+        if ref is None:
+            continue
+        model, inputs = case.model(*shape)
+        try:
+            ms = eager_ms(ref[1], eager_args(case, model, inputs), precision == "fp16", runs)
+        except RuntimeError as exc:  # e.g. an op without a half kernel: no eager number
+            log.warning("eager %s %s %s failed: %s", case.label, shape_tag(shape), precision, exc)
+            ms = None
+        timings.append({"id": item["id"], "label": case.label, "shape": list(shape), "precision": precision,
+                        "eager_name": ref[0], "eager_ms": ms})
+        log.info("eager %s %s %s: %s ms (%s)", case.label, shape_tag(shape), precision, ms, ref[0])
+    meta = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "runs": runs}
+    (out / EAGER_TIMINGS).write_text(json.dumps({"meta": meta, "timings": timings}, indent=1))
+    return timings
 
 
 # --- driver ---------------------------------------------------------------------------------------
@@ -301,20 +405,27 @@ def select_cases(patterns: Sequence[str] | None = None, limit: int | None = None
 
 def write_cases(out: str | Path, patterns: Sequence[str] | None = None, limit: int | None = None,
                 exporter: str = "torchscript", bench: bool = False,
-                bench_shapes: Sequence[tuple[int, int, int, int]] = BENCH_SHAPES, runs: int = 200) -> dict:
-    """Write the selected cases (and with ``bench`` the benchmark models) and ``manifest.json``."""
+                bench_shapes: Sequence[tuple[int, int, int, int]] = BENCH_SHAPES, runs: int = 200,
+                compat: bool = True, eager: bool | None = None) -> dict:
+    """Write the selected cases (with their compat-form twins where one exists; with ``bench`` the
+    benchmark models) and ``manifest.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     selected = select_cases(patterns, limit)
     if not selected and not bench:
         raise DynconvError(f"no case matches {list(patterns or [])}")
     entries = []
+    grid_index = {case_id(i, c.label): i for i, c in enumerate(parity_grid())}
     for cid, case in selected:
         entries.append(write_mixed(out, cid, exporter) if case is None else write_op_case(out, cid, case, exporter))
         log.info("case %s written", cid)
+        form = COMPAT_FORMS.get(grid_index.get(cid, -1)) if compat else None
+        if form is not None:
+            entries.append(write_compat(out, entries[-1], form))
+            log.info("compat case %s written", entries[-1]["id"])
     manifest = {"format": FORMAT_VERSION, "torch": torch.__version__, "exporter": exporter, "channels": CHANNELS,
                 "cases": entries,
-                "bench": write_bench(out, bench_shapes, runs=runs, exporter=exporter) if bench else None}
+                "bench": write_bench(out, bench_shapes, runs=runs, exporter=exporter, eager=eager) if bench else None}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -338,14 +449,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     p.add_argument("--bench-shapes", nargs="+", type=_shape, default=BENCH_SHAPES, metavar="NxCxHxW")
     p.add_argument("--runs", type=int, default=200, help="timed CUDA-graph replays per eager timing")
+    p.add_argument("--no-compat", action="store_true", help="skip the mmdeploy/InternImage compat-form graphs")
+    p.add_argument("--no-eager", action="store_true", help="do not time eager references even with CUDA")
+    p.add_argument("--eager-only", action="store_true",
+                   help="only time the eager references of an existing DIR's benchmark (needs CUDA)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("torch", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     try:
+        if args.eager_only:
+            bench = json.loads((Path(args.dir) / MANIFEST).read_text()).get("bench") \
+                if (Path(args.dir) / MANIFEST).is_file() else None
+            if not bench:
+                raise DynconvError(f"{Path(args.dir) / MANIFEST} has no benchmark section: run stage 1 with --bench")
+            timings = write_eager_timings(Path(args.dir), bench, args.runs)
+            print(f"wrote {len(timings)} eager timings to {Path(args.dir) / EAGER_TIMINGS}")
+            return 0
         manifest = write_cases(args.dir, args.cases, args.limit, args.exporter, args.bench, args.bench_shapes,
-                               args.runs)
+                               args.runs, compat=not args.no_compat, eager=False if args.no_eager else None)
     except DynconvError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,11 @@ What is mapped (class name, origin -> dynconv layer):
 - ``DRConv2d`` (shallowtoil/DRConv-PyTorch, paper form) -> :class:`~dynconv.plugins.drconv.DRConv2d`
   (``conv_guide`` -> ``guide``, ``conv_kernel.{1,3}`` -> ``filter_generator.{1,3}``). Refused: kwargs
   other than stride/padding/dilation, string padding, grouped or non-zero-padded guide convs.
+- ``DRConv`` (megvii-research/DRConv, official; ``forward(inputs, mask, Alpha, ...)`` with the region
+  mask computed by the enclosing block) -> :class:`~dynconv.export.official_megvii.RoutedRegionConv`
+  (same keys: the routed filter bank ``weight``, ``bias``, ``routing_fc``; the mask, nearest-resized
+  to the output size, becomes a one-hot guide of the DRConv op). Refused: a routing layer other than
+  ``Linear(C, groups_num*num_W)`` with bias, non-int or string geometry.
 - ``SelectiveKernel`` (timm; ``SelectiveKernelConv`` in old releases) ->
   :class:`~dynconv.plugins.skconv.SKConv2d` with ``select_bias`` as the source (``paths.i.conv/bn`` ->
   ``branches.i.0/1``, ``attn.fc_reduce/bn/fc_select`` -> ``squeeze.0/squeeze.1/select``). Refused:
@@ -62,6 +67,7 @@ from ..plugins.drconv import DRConv2d
 from ..plugins.dynamic_conv import CondConv2d, DynamicConv2d
 from ..plugins.involution import Involution
 from ..plugins.skconv import SKConv2d
+from .official_megvii import RoutedRegionConv
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +308,20 @@ def from_official_drconv(module: nn.Module) -> DRConv2d:
                                  ("conv_kernel.3.", "filter_generator.3.")])
 
 
+def from_megvii_drconv(module: nn.Module) -> RoutedRegionConv:
+    """megvii-research/DRConv ``DRConv`` (region mask from outside, routed filter bank) -> :class:`RoutedRegionConv`."""
+    c, o = _int_attr(module, "in_channels"), _int_attr(module, "out_channels")
+    m, experts = _int_attr(module, "groups_num"), _int_attr(module, "num_W")
+    kernel, stride = _pair(module.kernel_size, "kernel_size"), _pair(module.stride, "stride")
+    padding, dilation = _pair(module.padding, "padding"), _pair(module.dilation, "dilation")
+    _only_children(module, ("routing_fc", "deformable_matmul3"), "the module")
+    fc = _child(module, "routing_fc")
+    _require(type(fc) is nn.Linear and (fc.in_features, fc.out_features) == (c, m * experts) and fc.bias is not None,
+             f"routing_fc is not Linear({c}, {m * experts}) with bias")
+    layer = RoutedRegionConv(c, o, kernel, stride, padding, dilation, m, experts, module.bias is not None)
+    return _load(layer, module, [("weight", "weight"), ("bias", "bias"), ("routing_fc.", "routing_fc.")])
+
+
 def from_timm_selective_kernel(module: nn.Module) -> SKConv2d:
     """timm ``SelectiveKernel`` (split_input=False) -> :class:`SKConv2d`."""
     _require(getattr(module, "split_input", None) is False,
@@ -471,6 +491,7 @@ CONVERTERS: dict[str, tuple[str, Callable[[nn.Module], nn.Module]]] = {
     "involution": ("d-li14/involution", from_official_involution),
     "DDFPack": ("theFoxofSky/ddfnet", from_official_ddf),
     "DRConv2d": ("shallowtoil/DRConv-PyTorch", from_official_drconv),
+    "DRConv": ("megvii-research/DRConv", from_megvii_drconv),
     "SelectiveKernel": ("timm", from_timm_selective_kernel),
     "SelectiveKernelConv": ("timm", from_timm_selective_kernel),
     "Dynamic_conv2d": ("kaijieshi7/Dynamic-convolution-Pytorch", from_official_dynamic_conv),

@@ -29,7 +29,10 @@ class ExportOptions:
             ``"nhwc"`` (axes 1, 2; channels-last models such as InternImage's DCNv3 stages).
         opset: default ONNX opset (17 unless given). With the onnx target and opset >= 19,
             deformable convolutions become the standard ``DeformConv``.
-        fp16: store float tensors, inputs and outputs as float16.
+        fp16: store float tensors, inputs and outputs as float16 (index arithmetic stays float32).
+        map_modules: first swap, in place, the third-party and authors' modules dynconv recognises
+            (torchvision/mmcv deformable convolutions, InternImage DCNv3, involution, ...) for
+            dynconv layers with the same weights (see :mod:`dynconv.export.third_party`).
         input_names / output_names: graph I/O names (default ``input``/``output``, numbered if several).
     """
 
@@ -39,6 +42,7 @@ class ExportOptions:
     layout: str = "nchw"
     opset: int | None = None
     fp16: bool = False
+    map_modules: bool = True
     input_names: tuple[str, ...] = field(default_factory=tuple)
     output_names: tuple[str, ...] = field(default_factory=tuple)
 

@@ -69,15 +69,39 @@ def set_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def check_model(model: onnx.ModelProto) -> None:
-    """onnx.checker plus a spec check of every custom node."""
+    """Everything dynconv writes passes these checks first:
+
+    * ``onnx.checker.check_model(full_check=True)``: structure, every standard node against its
+      schema and strict shape/type inference (custom ``dynconv`` nodes have no schema: inference
+      passes them by, which is what TensorRT's parser sees too);
+    * every custom node against its spec (attributes, input count);
+    * a graph without custom nodes (the ``onnx`` target) must load in onnxruntime (CPU). A graph
+      with custom nodes cannot: onnxruntime has no kernels for them.
+    """
     try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DynconvError(f"exported graph is invalid: {first}") from None
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DynconvError(f"exported graph is invalid (nothing written): {first}") from None
     for node in model.graph.node:
         if node.domain == DOMAIN:
             validate_custom_node(node)
+    if not any(node.domain == DOMAIN for node in model.graph.node):
+        check_loads_in_onnxruntime(model)
+
+
+def check_loads_in_onnxruntime(model: onnx.ModelProto) -> None:
+    """onnxruntime (CPU, no graph optimisation) accepts ``model``."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a graph it rejects
+        first = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
+        raise DynconvError(f"exported graph does not load in onnxruntime (nothing written): {first[:300]}") from None
 
 
 def validate_custom_node(node: onnx.NodeProto) -> None:

@@ -8,10 +8,11 @@ decomposition per op for both exporters.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import onnx
 import torch
@@ -21,6 +22,7 @@ from ..plugins.errors import DynconvError
 from ..plugins.registration import reference_of, split_args
 from ..plugins.registry import get_spec
 from ..plugins.spec import DOMAIN, OpSpec
+from .progress import stage
 
 
 @dataclass
@@ -57,6 +59,33 @@ def run_and_record(model: torch.nn.Module, args: Sequence[torch.Tensor]) -> tupl
 def record_calls(model: torch.nn.Module, args: Sequence[torch.Tensor]) -> list[OpCall]:
     """Run ``model`` once and return its core-op calls in execution order."""
     return run_and_record(model, args)[1]
+
+
+def functional_modules() -> list[Any]:
+    """The plugin modules whose functional ops call ``call_op`` (patched by :func:`calls_replaced`)."""
+    from ..plugins.dcnv3 import functional as dcnv3_fn  # noqa: PLC0415
+    from ..plugins.ddf import functional as ddf_fn  # noqa: PLC0415
+    from ..plugins.deform_conv import functional as deform_fn  # noqa: PLC0415
+    from ..plugins.drconv import functional as drconv_fn  # noqa: PLC0415
+    from ..plugins.involution import functional as involution_fn  # noqa: PLC0415
+
+    return [deform_fn, dcnv3_fn, ddf_fn, involution_fn, drconv_fn]
+
+
+@contextlib.contextmanager
+def calls_replaced(replacement: Callable[[OpSpec, Sequence[torch.Tensor | None], dict[str, Any]], Any],
+                   ) -> Iterator[None]:
+    """Within the block, every functional dynconv op runs ``replacement(spec, tensors, attrs)`` instead
+    of its custom op (calls of ``torch.ops.dynconv.*`` made directly are not affected)."""
+    modules = functional_modules()
+    saved = [m.call_op for m in modules]
+    for m in modules:
+        m.call_op = replacement
+    try:
+        yield
+    finally:
+        for m, original in zip(modules, saved):
+            m.call_op = original
 
 
 class _ReferenceModule(torch.nn.Module):
@@ -105,7 +134,8 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
         call = next(call_iter)
         key = repr((call.spec.name, call.attrs, [None if t is None else (t.dim(), str(t.dtype)) for t in call.tensors]))
         if key not in cache:
-            cache[key] = _export_reference(call, opset)
+            with stage(f"reference graph of {call.spec.name}"):
+                cache[key] = _export_reference(call, opset)
         sub = cache[key]
         prefix = f"{node.name or node.op_type}_{next(index)}/"
         rename = {f"in{i}": name for i, name in enumerate(node.input)}

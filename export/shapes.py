@@ -140,17 +140,45 @@ def _forget_placeholders(values) -> None:
                 dim.Clear()
 
 
+_SHAPE_ONLY_ELEMENTS = 64  # initializers above this size are weights: their values never decide a shape
+
+
+def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose large initializers are typed graph inputs instead (no data), so
+    the repeated shape-inference rounds do not serialise every weight each time."""
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+    graph = light.graph
+    small = []
+    inputs = {v.name for v in graph.input}
+    for init in graph.initializer:
+        numel = 1
+        for d in init.dims:
+            numel *= d
+        if numel <= _SHAPE_ONLY_ELEMENTS:
+            small.append(init)
+        elif init.name not in inputs:
+            graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    del graph.initializer[:]
+    graph.initializer.extend(small)
+    return light
+
+
 def infer_shapes_with_custom_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """ONNX shape inference plus spec-driven shapes for every custom node."""
+    """ONNX shape inference plus spec-driven shapes for every custom node (in place; returns ``model``)."""
     graph = model.graph
     custom_outputs = {o for n in graph.node if n.domain == DOMAIN for o in n.output}
     kept = [v for v in graph.value_info if v.name not in custom_outputs]
     del graph.value_info[:]
     graph.value_info.extend(kept)
     _forget_placeholders([*graph.value_info, *graph.output])
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    for _ in range(len(model.graph.node) + 1):
-        if not _annotate_once(model):
+    light = onnx.shape_inference.infer_shapes(_without_weights(model), strict_mode=False, data_prop=True)
+    for _ in range(len(light.graph.node) + 1):
+        if not _annotate_once(light):
             break
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        light = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+    del graph.value_info[:]
+    graph.value_info.extend(light.graph.value_info)
+    for value, typed in zip(graph.output, light.graph.output):
+        value.type.CopyFrom(typed.type)
     return model

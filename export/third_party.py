@@ -17,8 +17,8 @@ is exactly dynconv's :class:`DeformConv2d`/:class:`ModulatedDeformConv2d` layout
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
+import sys
 from typing import Any, Callable, Iterator
 
 from torch import nn
@@ -33,12 +33,15 @@ Converter = Callable[[nn.Module], nn.Module]
 
 
 def _import(name: str) -> Any | None:
-    """The module ``name``, or None when it (or a compiled extension it needs) cannot be imported."""
-    try:
-        return importlib.import_module(name)
-    except Exception as exc:  # missing package, or mmcv without its compiled ops
-        log.debug("%s not importable (%s): its modules are not mapped", name, exc)
-        return None
+    """The module ``name`` if this process has imported it already, else None.
+
+    A model holding torchvision/mmcv layers (or code calling their functions) has imported the
+    library to build them, so nothing is imported here: importing torchvision.ops costs seconds.
+    """
+    module = sys.modules.get(name)
+    if module is None:
+        log.debug("%s is not imported: no model layer can come from it", name)
+    return module
 
 
 def _bare(module: nn.Module, offset_groups: int | None, bias: bool) -> ExternalOffsetDeformConv2d:

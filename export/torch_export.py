@@ -7,10 +7,11 @@ decomposing each op with its PyTorch reference before export.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import onnx
 import torch
@@ -21,6 +22,7 @@ from ..plugins.registry import all_specs, get_spec
 from ..plugins.spec import DOMAIN, OpSpec
 from .custom_nodes import dynamo_trt_table, register_torchscript_symbolics, unregister_torchscript_symbolics
 from .opset import downconvert
+from .progress import stage
 from .standard_ops import standard_ops
 from .options import ExportOptions
 
@@ -32,7 +34,11 @@ def export_dynamo(model: torch.nn.Module | torch.export.ExportedProgram, args: S
     """torch.export the model, map core ops to custom nodes or references, then ONNX-export."""
     if not isinstance(model, torch.export.ExportedProgram):
         args = _widen_size_one_dynamic_dims(args, options)
-    program = model if isinstance(model, torch.export.ExportedProgram) else _torch_export(model, args, options)
+    if isinstance(model, torch.export.ExportedProgram):
+        program = model
+    else:
+        with stage("torch.export"):
+            program = _torch_export(model, args, options)
     if options.target == "trt":
         table = dynamo_trt_table()
     else:  # ops with a standard ONNX equivalent stay custom here and are swapped afterwards
@@ -40,13 +46,55 @@ def export_dynamo(model: torch.nn.Module | torch.export.ExportedProgram, args: S
         table = {op: fn for op, fn in _reference_table().items() if op.name().split("::")[1] not in
                  {get_spec(name).torch_name for name in kept}}
         table.update({op: fn for op, fn in dynamo_trt_table().items() if op not in table})
-    program = program.run_decompositions(table)
-    with warnings.catch_warnings():
+    with stage("ONNX translation"), warnings.catch_warnings(), _decompositions_for_onnx_export(table):
         warnings.simplefilter("ignore")
         onnx_program = torch.onnx.export(program, tuple(args), dynamo=True, opset_version=max(options.resolved_opset, 18),
                                          input_names=input_names, output_names=output_names, verbose=False,
-                                         optimize=True)
+                                         optimize=False)
+    with stage("constant folding and cleanup"):
+        light_optimize(onnx_program.model)
     return downconvert(onnx_program.model_proto, options.resolved_opset)
+
+
+@contextlib.contextmanager
+def _decompositions_for_onnx_export(table: dict) -> Iterator[None]:
+    """Let ``torch.onnx.export``'s own decomposition pass apply ``table`` too (one retrace, not two).
+
+    The exporter decomposes every op without an ONNX implementation by the entries of
+    ``torch._decomp.decomposition_table``; the dynconv ops are added there for the duration of
+    the export and removed afterwards.
+    """
+    global_table = torch._decomp.decomposition_table
+    added = [op for op in table if op not in global_table]
+    global_table.update({op: table[op] for op in added})
+    try:
+        yield
+    finally:
+        for op in added:
+            global_table.pop(op, None)
+
+
+def light_optimize(model: Any) -> None:
+    """The onnxscript optimizer's folding and cleanup passes, without its pattern rewriter.
+
+    ``torch.onnx.export(optimize=True)`` spends most of an export matching the rewriter's fusion
+    patterns against every node (and the reference decompositions have many), for graphs that
+    none of them simplifies much; constant folding, dead-node removal, initializer deduplication
+    and CSE are what the exported graphs need. Runs in place on the ``onnx_ir`` model.
+    """
+    import onnx_ir as ir  # noqa: PLC0415
+    from onnx_ir.passes import common  # noqa: PLC0415
+    from onnxscript.optimizer import _constant_folding  # noqa: PLC0415
+
+    folding = _constant_folding.FoldConstantsPass(
+        shape_inference=True, input_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_INPUT_SIZE_LIMIT,
+        output_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_OUTPUT_SIZE_LIMIT)
+    ir.passes.Sequential(
+        common.InlinePass(), folding, common.RemoveUnusedNodesPass(), common.RemoveUnusedFunctionsPass(),
+        common.RemoveUnusedOpsetsPass(), common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        common.LiftSubgraphInitializersToMainGraphPass(), common.DeduplicateInitializersPass(),
+        common.CommonSubexpressionEliminationPass(), common.RemoveUnusedNodesPass(), common.OutputFixPass(),
+        common.NameFixPass())(model)
 
 
 def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions,
@@ -57,7 +105,7 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
     buffer = io.BytesIO()
     register_torchscript_symbolics(opset)
     try:
-        with warnings.catch_warnings():
+        with stage("TorchScript export"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset,
                               input_names=input_names, output_names=output_names,
@@ -65,7 +113,60 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
                               do_constant_folding=True)
     finally:
         unregister_torchscript_symbolics(opset)
-    return onnx.load_model_from_string(buffer.getvalue())
+    proto = onnx.load_model_from_string(buffer.getvalue())
+    if dynamic_axes:
+        with stage("output dim names"):
+            _name_output_dims(proto, symbolic_output_dims(model, args, dynamic_axes, input_names))
+    return proto
+
+
+def symbolic_output_dims(model: torch.nn.Module, args: Sequence[torch.Tensor], dynamic_axes: dict[str, dict[int, str]],
+                         input_names: list[str]) -> list[list[int | str]] | None:
+    """Each output's sizes as expressions of the named dynamic input dims, as the dynamo exporter
+    writes them (e.g. ``(((height - 1)//2)) + 1``); None when the model cannot run on symbolic shapes.
+
+    The model runs once on fake tensors whose dynamic dims are symbols (no tracing, no kernels).
+    """
+    import sympy  # noqa: PLC0415
+    from torch._subclasses.fake_tensor import FakeTensorMode  # noqa: PLC0415
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext  # noqa: PLC0415
+
+    mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+    names: dict[Any, sympy.Symbol] = {}
+    fakes = []
+    try:
+        for name, arg in zip(input_names, args):
+            axes = dynamic_axes.get(name, {}) if isinstance(arg, torch.Tensor) else {}
+            if not axes:
+                fakes.append(mode.from_tensor(arg) if isinstance(arg, torch.Tensor) else arg)
+                continue
+            sizes = [DimDynamic.DYNAMIC if d in axes else DimDynamic.STATIC for d in range(arg.dim())]
+            fake = mode.from_tensor(arg, symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes))
+            for axis, label in axes.items():
+                size = fake.shape[axis]
+                if isinstance(size, torch.SymInt) and isinstance(size.node.expr, sympy.Symbol):
+                    names.setdefault(size.node.expr, sympy.Symbol(label, integer=True, positive=True))
+            fakes.append(fake)
+        with mode, torch.no_grad():
+            out = model(*fakes)
+    except Exception as exc:  # data-dependent code: keep the exporter's names
+        log.debug("no symbolic output shapes: %s: %s", type(exc).__name__, exc)
+        return None
+    outs = [out] if isinstance(out, torch.Tensor) else list(out)
+    return [[int(d) if isinstance(d, int) else str(d.node.expr.xreplace(names)) for d in o.shape] for o in outs]
+
+
+def _name_output_dims(proto: onnx.ModelProto, dims: list[list[int | str]] | None) -> None:
+    """Write ``dims`` onto the graph outputs where the exporter left a dim unnamed or invented a name."""
+    if dims is None or len(dims) != len(proto.graph.output):
+        return
+    for value, sizes in zip(proto.graph.output, dims):
+        shape = value.type.tensor_type.shape
+        if len(shape.dim) != len(sizes):
+            continue
+        for dim, size in zip(shape.dim, sizes):
+            if isinstance(size, str) and not dim.HasField("dim_value"):
+                dim.dim_param = size
 
 
 def _torch_export(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions) -> torch.export.ExportedProgram:

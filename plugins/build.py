@@ -13,8 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import DynconvError
 
@@ -53,7 +53,7 @@ def find_tensorrt(explicit: str | None = None) -> Path | None:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise DynconvError(f"{what} failed ({' '.join(cmd[:3])} ...); last output:\n{tail}")
@@ -61,8 +61,10 @@ def _run(cmd: list[str], what: str) -> None:
 
 def configure_and_build(build_dir: str | Path, *, tensorrt_root: str | Path | None = None,
                         archs: Sequence[str] | None = None, cpu_reference_only: bool = False,
-                        targets: Sequence[str] | None = None, jobs: int | None = None) -> Path:
-    """Run cmake configure + build; returns the build directory."""
+                        targets: Sequence[str] | None = None, jobs: int | None = None,
+                        defines: Mapping[str, str] | None = None) -> Path:
+    """Run cmake configure + build; returns the build directory. `defines`: extra -DNAME=VALUE cache entries
+    (e.g. DYNCONV_PREBUILT_DIR, DYNCONV_WARNINGS_AS_ERRORS)."""
     if shutil.which("cmake") is None:
         raise DynconvError("cmake not found on PATH: install CMake >= 3.18 (pip install cmake) to build the plugins")
     if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
@@ -81,6 +83,7 @@ def configure_and_build(build_dir: str | Path, *, tensorrt_root: str | Path | No
         nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").is_file() else None)
         if nvcc:
             cmd.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
+    cmd += [f"-D{name}={value}" for name, value in (defines or {}).items()]
     _run(cmd, "CMake configure")
     build = ["cmake", "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 4)]
     for t in targets or []:
@@ -96,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--build-dir", default=None, help="build directory (default: build/plugins in the repo)")
     parser.add_argument("--cpu-reference-only", action="store_true", help="build only libdynconv_cpuref.so (g++)")
     args = parser.parse_args(argv)
-    from .native import CPUREF_BUILD_DIR, CPUREF_LIB_NAME, DEFAULT_BUILD_DIR, PLUGIN_LIB_NAME  # noqa: PLC0415
+    from .native import (
+        CPUREF_BUILD_DIR,
+        CPUREF_LIB_NAME,
+        DEFAULT_BUILD_DIR,
+        PLUGIN_LIB_NAME,
+    )
 
     try:
         if args.cpu_reference_only:
@@ -118,8 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(lib)
         return 0
     except DynconvError as exc:
+        from ..runtime._cli import EXIT_INPUT
+
         print(f"dynconv-build-plugins: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":

@@ -90,7 +90,10 @@ class OrtBackend(Backend):
     """onnxruntime on a reference-flavour ONNX (target='onnx': standard ops only)."""
 
     def __init__(self, model: str | os.PathLike | bytes, *, providers: list[str] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, cpu_mem_arena: bool = True) -> None:
+        """``cpu_mem_arena=False`` frees intermediate buffers after each run instead of keeping them
+        in onnxruntime's CPU arena, which only grows (a server's memory then returns near its steady
+        state after a large request)."""
         try:
             import onnxruntime as ort  # noqa: PLC0415
         except ImportError as exc:
@@ -104,6 +107,7 @@ class OrtBackend(Backend):
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        opts.enable_cpu_mem_arena = cpu_mem_arena
         available = ort.get_available_providers()
         providers = providers or ["CPUExecutionProvider"]
         missing = [p for p in providers if p not in available]

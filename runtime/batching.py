@@ -1,11 +1,16 @@
 """Dynamic batching: requests queued within ``max_delay`` are concatenated along dim 0 (up to
 ``max_batch`` rows, same trailing shapes) into one backend call whose outputs are split back.
 
-The backend runs on one worker thread (TensorRT contexts and most sessions are not re-entrant)."""
+The backend runs on one worker thread (TensorRT contexts and most sessions are not re-entrant).
+After a call whose inputs reach ``trim_bytes`` the worker hands freed heap pages back to the OS
+(glibc ``malloc_trim``), so one large request does not leave the process at its peak size."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +21,30 @@ import numpy as np
 from .backends import Backend
 
 log = logging.getLogger("dynconv.runtime")
+
+DEFAULT_TRIM_BYTES = 256 << 10  # trimming an already-trim heap costs ~15 us
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
+
+
+def release_heap() -> bool:
+    """Return freed malloc pages to the OS (glibc only; False elsewhere)."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 @dataclass
@@ -33,13 +62,14 @@ class Batcher:
     otherwise every request runs alone. ``on_batch(rows)`` is called once per backend call."""
 
     def __init__(self, backend: Backend, *, max_batch: int = 8, max_delay_s: float = 0.002,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None, trim_bytes: int | None = DEFAULT_TRIM_BYTES) -> None:
         self.backend = backend
         limit = backend.max_batch
         self.max_batch = max(1, min(max_batch, limit) if limit else max_batch)
         self.max_delay_s = max(0.0, max_delay_s)
         self.batching = backend.batch_dynamic and self.max_batch > 1
         self.on_batch = on_batch or (lambda rows: None)
+        self.trim_bytes = trim_bytes
         self._queue: asyncio.Queue[_Item | None] | None = None
         self._carry: _Item | None = None
         self._task: asyncio.Task | None = None
@@ -107,6 +137,14 @@ class Batcher:
                     rows += nxt.rows
             await self._run(batch, rows)
 
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return self.backend.infer(feeds)
+        finally:
+            size = sum(int(a.nbytes) for a in feeds.values())
+            if self.trim_bytes is not None and size >= self.trim_bytes:
+                release_heap()
+
     async def _run(self, batch: list[_Item], rows: int) -> None:
         live = [it for it in batch if not it.future.done()]
         if not live:
@@ -118,7 +156,7 @@ class Batcher:
         rows = sum(it.rows for it in live)
         self.on_batch(rows)
         try:
-            out = await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.infer, feeds)
+            out = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, feeds)
         except Exception as exc:  # delivered to every waiting request
             for it in live:
                 if not it.future.done():

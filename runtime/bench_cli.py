@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ._cli import EXIT_OK, atomic_write_text, make_parser, require_file, run_main
+from ._cli import EXIT_OK, atomic_write_text, check_output_path, make_parser, require_file, run_main
 from .errors import DynconvError
 from .tensors import parse_shape_args
 
@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graph", action="store_true", help="replay the engine as a CUDA graph")
     p.add_argument("--torch-model", metavar="FILE")
     p.add_argument("--example", metavar="NAME")
+    p.add_argument("--allow-pickle", action="store_true", help="allow a pickled --torch-model (unpickling runs "
+                   "code from the file: only for files you trust)")
     p.add_argument("--shapes", action="append", metavar="NAME:SHAPE")
     p.add_argument("--runs", type=int, default=100, help="timed runs per backend")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs before timing")
@@ -46,6 +48,9 @@ def _run(args: argparse.Namespace) -> int:
     require_file(args.onnx, "ONNX model")
     if args.runs < 1 or args.warmup < 0:
         raise DynconvError("--runs must be >= 1 and --warmup >= 0")
+    for flag, path in (("--json", args.json), ("--png", args.png)):
+        if path:
+            check_output_path(path, flag, inputs=[args.onnx])
     shapes = parse_shape_args(args.shapes)
     backends = []
     fallback = None
@@ -65,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.torch_model or args.example:
         from .torch_ref import TorchModel, load_torch_model  # noqa: PLC0415
 
-        model = load_torch_model(args.torch_model, args.example)
+        model = load_torch_model(args.torch_model, args.example, args.allow_pickle)
         dev = "cuda" if _torch_cuda() else "cpu"
         torch_row = TorchModel(model, cpu.input_names, cpu.output_names, device=dev)
         torch_row.name = f"torch-{dev}"

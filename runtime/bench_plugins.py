@@ -18,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class Result:
     eager_ms: float | None
     eager_name: str | None
     case: str = ""
+    predicted_ms: float | None = None  # the CPU performance model's prediction, when joined
 
     @property
     def vs_conv(self) -> float:
@@ -82,18 +83,24 @@ def make_feeds(inputs: Sequence[dict], seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def engine_gpu_ms(onnx_path: Path, inputs: Sequence[dict], fp16: bool, workdir: Path, runs: int) -> float:
-    """Median GPU time (CUDA events) of one engine built from ``onnx_path`` (static shapes)."""
+    """Median GPU time (CUDA events) of one engine built from ``onnx_path`` (static shapes; FP32 without
+    TF32; one timing cache in ``workdir`` shared by all builds, so repeated layers are timed once)."""
     from . import bench
     from .builder import BuildOptions, build
     from .engine import Engine
 
     plan = workdir / "m.plan"
-    build(BuildOptions(Path(onnx_path), plan, plugins="auto", fp16=fp16))
+    build(BuildOptions(Path(onnx_path), plan, plugins="auto", fp16=fp16, timing_cache=workdir / "timing.cache"))
     with Engine(plan, plugins="auto") as engine:
         return bench.trt_breakdown(engine, make_feeds(inputs), warmup=20, runs=runs)["gpu_ms"]
 
 
-def run(directory: str | Path, precisions: Sequence[str], runs: int) -> list[Result]:
+EngineTimer = Callable[[Path, Sequence[dict], bool, Path, int], float]
+
+
+def run(directory: str | Path, precisions: Sequence[str], runs: int,
+        time_engine: EngineTimer = engine_gpu_ms) -> list[Result]:
+    """Time every benchmark engine of ``directory`` with ``time_engine`` (the GPU one by default)."""
     directory = Path(directory)
     bench_section = load_manifest(directory).get("bench")
     if not bench_section:
@@ -107,16 +114,72 @@ def run(directory: str | Path, precisions: Sequence[str], runs: int) -> list[Res
             for precision in precisions:
                 group = [i for i in items if i["shape"] == shape and i["precision"] == precision]
                 fp16 = precision == "fp16"
-                base = {i["id"]: engine_gpu_ms(directory / i["onnx"], i["inputs"], fp16, workdir, runs)
+                base = {i["id"]: time_engine(directory / i["onnx"], i["inputs"], fp16, workdir, runs)
                         for i in group if i["kind"] == "baseline"}
                 for item in (i for i in group if i["kind"] == "plugin"):
-                    plugin = engine_gpu_ms(directory / item["onnx"], item["inputs"], fp16, workdir, runs)
+                    plugin = time_engine(directory / item["onnx"], item["inputs"], fp16, workdir, runs)
                     ref = eager.get((item["id"], tuple(shape), precision), {})
                     results.append(Result(item["label"], tuple(shape), precision, plugin, base["conv3x3"],
                                           base["depthwise3x3"], ref.get("eager_ms"), ref.get("eager_name"),
                                           item["id"]))
                     log.info("%s", _row(results[-1]))
     return results
+
+
+def join_predictions(results: Sequence[Result], predictions: Sequence[dict]) -> int:
+    """Set ``predicted_ms`` from the performance model's rows (``python -m dynconv.plugins.perfmodel
+    --json``: ``op`` is the first word of a benchmark label, e.g. "dcnv2"; ``predicted_us``), joined by
+    (op, shape, precision); returns how many results got one."""
+    table = {(p["op"], tuple(p["shape"]), p["precision"]): float(p["predicted_us"]) / 1e3 for p in predictions}
+    joined = 0
+    for r in results:
+        value = table.get((r.op.split()[0], tuple(r.shape), r.precision))
+        if value is not None:
+            r.predicted_ms = value
+            joined += 1
+    return joined
+
+
+def result_rows(results: Sequence[Result]) -> list[dict]:
+    """JSON rows: the dataclass fields plus the two ratios."""
+    return [asdict(r) | {"vs_conv": r.vs_conv, "vs_depthwise": r.vs_depthwise} for r in results]
+
+
+def plot(results: Sequence[Result], path: str | Path, title: str) -> None:
+    """Grouped bars (plugin engine, conv3x3 engine, depthwise engine, eager, model prediction) per op,
+    one panel per (shape, precision), log time axis; written atomically as PNG (matplotlib, lazy)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._cli import atomic_write_bytes
+
+    panels = sorted({(tuple(r.shape), r.precision) for r in results}, key=lambda k: (k[0], k[1]))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.8 * max(len(panels), 1)), squeeze=False)
+    series = [("plugin", "plugin_ms", "#4C72B0"), ("conv3x3 engine", "conv3x3_ms", "#DD8452"),
+              ("depthwise engine", "depthwise_ms", "#55A868"), ("PyTorch eager", "eager_ms", "#C44E52"),
+              ("model prediction", "predicted_ms", "#8172B3")]
+    for ax, (shape, precision) in zip(axes[:, 0], panels):
+        rows = [r for r in results if tuple(r.shape) == shape and r.precision == precision]
+        width = 0.8 / len(series)
+        for k, (name, attr, color) in enumerate(series):
+            values = [getattr(r, attr) or 0.0 for r in rows]
+            ax.bar([i + k * width for i in range(len(rows))], values, width, label=name, color=color)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))])
+        ax.set_xticklabels([r.op.split()[0] for r in rows], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("GPU ms (median)", fontsize=8)
+        ax.set_title(f"{'x'.join(map(str, shape))} {precision}", fontsize=9)
+    axes[0, 0].legend(fontsize=7, ncol=len(series))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _row(r: Result) -> str:
@@ -155,8 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(table(results))
     if args.json:
-        rows = [asdict(r) | {"vs_conv": r.vs_conv, "vs_depthwise": r.vs_depthwise} for r in results]
-        atomic_write_text(args.json, json.dumps(rows, indent=2))
+        atomic_write_text(args.json, json.dumps(result_rows(results), indent=2))
     return 0
 
 

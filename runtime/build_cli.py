@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import DynconvError
 
-from ._cli import EXIT_OK, make_parser, require_file, run_main
+from ._cli import EXIT_OK, check_output_path, make_parser, require_file, run_main, same_file
 from .metadata import metadata_path_for
 from .tensors import parse_shape_args
 
@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="plugin library (default auto: $DYNCONV_PLUGIN_LIB, then the default build dir)")
     p.add_argument("--fp16", action="store_true", help="allow FP16 kernels (TensorRT < 11; on 11 export FP16 ONNX)")
     p.add_argument("--strongly-typed", action="store_true", help="strongly typed network (TensorRT >= 9)")
+    p.add_argument("--tf32", action="store_true",
+                   help="let FP32 layers use TF32 (TensorRT's default; off by default here so FP32 parity holds)")
     p.add_argument("--shapes", action="append", metavar="NAME:MIN,OPT,MAX",
                    help="profile of a dynamic input, e.g. x:1x3x64x64,4x3x224x224,8x3x512x512 (repeatable)")
     p.add_argument("--workspace", type=int, metavar="MiB", help="builder workspace limit in MiB")
@@ -41,8 +43,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.workspace is not None and args.workspace <= 0:
         raise DynconvError("--workspace must be a positive number of MiB")
     plan = Path(args.output)
-    if plan.resolve() == onnx_path.resolve():
+    if same_file(plan, onnx_path):
         raise DynconvError("-o must differ from the ONNX input")
+    check_output_path(plan, "plan")
+    if same_file(metadata_path_for(plan), onnx_path):
+        raise DynconvError(f"the metadata file {metadata_path_for(plan)} would overwrite the ONNX input")
     shapes = {k: tuple(v) for k, v in parse_shape_args(args.shapes).items()}
     _check_tactic_syntax(args.tactic_sources)
     meta = build(BuildOptions(
@@ -55,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         timing_cache=Path(args.timing_cache) if args.timing_cache else None,
         tactic_sources=args.tactic_sources,
         strongly_typed=args.strongly_typed,
+        tf32=args.tf32,
     ))
     sys.stdout.write(
         f"wrote {plan} and {metadata_path_for(plan)} (TensorRT {meta.tensorrt_version}, "

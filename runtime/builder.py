@@ -31,6 +31,7 @@ class BuildOptions:
     timing_cache: Path | None = None
     tactic_sources: str | None = None
     strongly_typed: bool = False
+    tf32: bool = False  # let FP32 layers run in TF32 (TensorRT's default; off here so FP32 stays FP32)
 
 
 def build(options: BuildOptions) -> EngineMetadata:
@@ -68,7 +69,8 @@ def build(options: BuildOptions) -> EngineMetadata:
     config = builder.create_builder_config()
     if options.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mib) << 20)
-    precision = _set_precision(trt, builder, config, options)
+    precision = configure_precision(trt, builder, config, options)
+    tf32 = tf32_enabled(trt, config)
     enabled_sources = trt_compat.apply_tactic_sources(trt, config, options.tactic_sources)
     profile_shapes = _add_profile(builder, config, inputs, options.shapes)
     cache = _load_timing_cache(config, options.timing_cache)
@@ -101,6 +103,7 @@ def build(options: BuildOptions) -> EngineMetadata:
             "workspace_mib": options.workspace_mib,
             "tactic_sources": enabled_sources,
             "strongly_typed": options.strongly_typed or trt_compat.major(trt) >= 11,
+            "tf32": tf32,
         },
     )
     atomic_write_bytes(options.plan_path, bytes(serialized))
@@ -118,7 +121,14 @@ def _dims(shape) -> tuple[int | None, ...]:
     return tuple(None if int(d) < 0 else int(d) for d in shape)
 
 
-def _set_precision(trt, builder, config, options: BuildOptions) -> str:
+def configure_precision(trt, builder, config, options: BuildOptions) -> str:
+    """Set the precision flags of ``config``; returns the metadata precision label.
+
+    TensorRT turns ``BuilderFlag.TF32`` on by default, so the FP32 convolutions and matmuls of a
+    network (DCN offsets, DRConv guides) would run with 10-bit mantissas and miss FP32 parity:
+    TF32 is cleared unless ``options.tf32`` asks for it (in strongly typed networks too, whose FP32
+    layers follow the same flag)."""
+    _configure_tf32(trt, config, options.tf32)
     if trt_compat.major(trt) >= 11 or options.strongly_typed:
         if options.fp16:
             log.warning("strongly typed network: precision comes from the ONNX types, --fp16 is ignored "
@@ -130,6 +140,24 @@ def _set_precision(trt, builder, config, options: BuildOptions) -> str:
         config.set_flag(trt.BuilderFlag.FP16)
         return "fp16"
     return "fp32"
+
+
+def _configure_tf32(trt, config, wanted: bool) -> None:
+    flag = getattr(trt.BuilderFlag, "TF32", None)
+    if flag is None:  # a TensorRT without the flag has no TF32 to turn off
+        if wanted:
+            log.warning("this TensorRT has no BuilderFlag.TF32: --tf32 is ignored")
+        return
+    if wanted:
+        config.set_flag(flag)
+    else:
+        config.clear_flag(flag)
+
+
+def tf32_enabled(trt, config) -> bool:
+    """Whether ``config`` lets FP32 layers use TF32 (False where TensorRT has no such flag)."""
+    flag = getattr(trt.BuilderFlag, "TF32", None)
+    return bool(flag is not None and config.get_flag(flag))
 
 
 def _add_profile(builder, config, inputs, shapes: dict) -> dict[str, dict[str, list[int]]]:

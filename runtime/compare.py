@@ -52,6 +52,56 @@ def compare(actual: np.ndarray, reference: np.ndarray) -> Metrics:
     return Metrics(max_abs, rel, cosine)
 
 
+@dataclass(frozen=True)
+class TieAwareMetrics(Metrics):
+    """Metrics where a discontinuous choice (DRConv's argmax region) may legitimately differ.
+
+    ``max_abs``/``rel``/``cosine`` cover the values the choice cannot move (``rel`` against the
+    whole reference's scale); a value the choice moves may also be off by as much as the choice
+    moves it (``flipped_reference`` - ``reference``): such values count as flipped, and
+    ``flipped_fraction`` (share of all values) must stay within ``max_flipped_fraction``."""
+
+    unstable_fraction: float = 0.0
+    flipped_fraction: float = 0.0
+    max_flipped_fraction: float = 0.0
+    beyond_allowance: int = 0  # influenced values off by more than tolerance + the flip's own change
+
+    def passes(self, tol: float) -> bool:
+        return (super().passes(tol) and self.beyond_allowance == 0
+                and self.flipped_fraction <= self.max_flipped_fraction)
+
+
+def compare_tie_aware(actual: np.ndarray, reference: np.ndarray, flipped_reference: np.ndarray, tol: float,
+                      max_flipped_fraction: float) -> TieAwareMetrics:
+    """Compare like :func:`compare` on the values that ``flipped_reference`` (the reference with every
+    near-tie region switched to its runner-up) leaves unchanged; the values it changes may deviate by
+    ``tol * scale`` plus that change, and those needing more than ``tol * scale`` count as flipped."""
+    a = np.asarray(actual, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    f = np.asarray(flipped_reference, dtype=np.float64)
+    if a.shape != r.shape or f.shape != r.shape:
+        return TieAwareMetrics(float("inf"), float("inf"), float("nan"), shape_ok=False,
+                               max_flipped_fraction=max_flipped_fraction)
+    if r.size == 0:
+        return TieAwareMetrics(0.0, 0.0, 1.0, max_flipped_fraction=max_flipped_fraction)
+    scale = float(np.max(np.abs(r)))
+    scale = scale if scale > 0 else 1.0
+    swing = np.abs(f - r)
+    unstable = swing > 1e-6 * scale  # same-shape reference runs differ only where a region changed
+    diff = np.abs(a - r)
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    stable = compare(a[~unstable], r[~unstable])
+    rel = stable.max_abs / scale
+    over = diff > tol * scale
+    flipped = unstable & over
+    beyond = unstable & (diff > tol * scale + swing)
+    return TieAwareMetrics(stable.max_abs, rel, stable.cosine,
+                           unstable_fraction=float(unstable.mean()),
+                           flipped_fraction=float(flipped.mean()),
+                           max_flipped_fraction=max_flipped_fraction,
+                           beyond_allowance=int(beyond.sum()))
+
+
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` file by name; DynconvError for a missing or malformed file."""
     p = Path(path)

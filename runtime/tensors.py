@@ -117,8 +117,8 @@ def parse_dims(text: str) -> tuple[int, ...]:
         dims = tuple(int(part) for part in body.split(sep) if part.strip() != "")
     except ValueError as exc:
         raise DynconvError(f"bad shape {text!r}: write dims as 1x3x224x224") from exc
-    if any(d < 0 for d in dims):
-        raise DynconvError(f"bad shape {text!r}: dims must be >= 0")
+    if not dims or any(d <= 0 for d in dims):
+        raise DynconvError(f"bad shape {text!r}: every dim must be >= 1 (a zero-sized tensor checks nothing)")
     return dims
 
 

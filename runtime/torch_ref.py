@@ -21,7 +21,7 @@ class TorchModel:
 
         self.torch = torch
         self.device = device
-        self.model = model.to(device).eval() if hasattr(model, "to") else model
+        self.model = _eval_mode(model, device)
         self.input_names = list(input_names)
         self.output_names = list(output_names)
 
@@ -43,47 +43,64 @@ class TorchModel:
                 for n, t in zip(self.output_names, out)}
 
 
-def load_torch_model(path: str | os.PathLike | None, example: str | None):
+def _eval_mode(model, device: str):
+    """``model`` on ``device`` in eval mode; a torch.export program's module has no train/eval
+    switch (its graph is already the inference graph) and keeps its own mode."""
+    if hasattr(model, "to"):
+        model = model.to(device)
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass
+    return model
+
+
+def load_torch_model(path: str | os.PathLike | None, example: str | None, allow_pickle: bool = False):
     """An ``nn.Module``: ``example`` builds ``dynconv.export.examples.build_example(example)`` and
-    loads ``path`` as its state dict when given; otherwise ``path`` is a TorchScript file, a
-    ``torch.export`` ``.pt2`` program or a pickled module."""
+    loads ``path`` as its state dict when given (weights only: no code runs); otherwise ``path`` is
+    a TorchScript file, a ``torch.export`` ``.pt2`` program or, with ``allow_pickle``, a pickled
+    module, loaded by dynconv-export's loader (the same rules and messages)."""
     try:
         import torch  # noqa: PLC0415
     except ImportError as exc:
-        raise DynconvError("--torch-model needs PyTorch: pip install torch") from exc
+        raise DynconvError("--torch-model/--example need PyTorch: pip install torch (CPU build: "
+                           "pip install torch --index-url https://download.pytorch.org/whl/cpu)") from exc
     if example is not None:
-        try:
-            from dynconv.export.examples import EXAMPLES, build_example  # noqa: PLC0415
-        except ImportError as exc:
-            raise DynconvError(f"dynconv.export.examples is unavailable: {exc}") from exc
-        if example not in EXAMPLES:
-            raise DynconvError(f"unknown example {example!r}; choose from {sorted(EXAMPLES)}")
-        model, _ = build_example(example)
-        if path is not None:
-            state = torch.load(_existing(path), map_location="cpu", weights_only=True)
-            if isinstance(state, Mapping) and "state_dict" in state:
-                state = state["state_dict"]
-            try:
-                model.load_state_dict(state)
-            except (RuntimeError, TypeError) as exc:
-                raise DynconvError(f"{path} is not a state dict of example {example!r}: {str(exc).splitlines()[0]}") from exc
-        return model
+        return _example_model(torch, path, example)
     if path is None:
         raise DynconvError("give --torch-model FILE and/or --example NAME")
-    p = _existing(path)
-    if p.suffix == ".pt2":
-        return torch.export.load(str(p)).module()
+    from dynconv.export.loading import load_model  # noqa: PLC0415
+
+    model = load_model(_existing(path), allow_pickle=allow_pickle)
+    return model.module() if isinstance(model, torch.export.ExportedProgram) else model
+
+
+def _example_model(torch, path, example: str):
     try:
-        return torch.jit.load(str(p), map_location="cpu")
-    except (RuntimeError, ValueError):
-        pass
+        from dynconv.export.examples import EXAMPLES, build_example  # noqa: PLC0415
+    except ImportError as exc:
+        raise DynconvError(f"dynconv.export.examples is unavailable: {exc}") from exc
+    if example not in EXAMPLES:
+        raise DynconvError(f"unknown example {example!r}; choose from {sorted(EXAMPLES)}")
+    model, _ = build_example(example)
+    if path is None:
+        return model
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=False)
+        state = torch.load(_existing(path), map_location="cpu", weights_only=True)
+    except DynconvError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise DynconvError(f"cannot load PyTorch model {str(p)!r}: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(obj, torch.nn.Module):
-        raise DynconvError(f"{str(p)!r} holds a {type(obj).__name__}, not a model; use --example NAME for a state dict")
-    return obj
+        from dynconv.export.loading import underlying_message  # noqa: PLC0415
+
+        raise DynconvError(f"{path} is not a state dict (weights only) of example {example!r}: "
+                           f"{underlying_message(exc)}") from None
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise DynconvError(f"{path} is not a state dict of example {example!r}: {str(exc).splitlines()[0]}") from exc
+    return model
 
 
 def _existing(path) -> Path:

@@ -85,3 +85,23 @@ def test_full_plugin_library_builds():
     syms = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
     for entry in ("getPluginCreators", "setLoggerFinder"):
         assert entry in syms, f"{entry} not exported"
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+def test_launch_kernel_reports_only_its_own_error(tmp_path):
+    # Compiles launch_kernel with kernel arguments that need conversion; runs it. Without a GPU every CUDA call
+    # fails, so only "the launch reports a failure" can be checked; with one, the launch succeeds while an
+    # unrelated error is pending, leaves that error in place, and a failing launch leaves nothing behind.
+    exe = tmp_path / "cuda_launch_probe"
+    src = Path(__file__).with_name("cuda_launch_probe.cu")
+    proc = subprocess.run([NVCC, "-std=c++17", "-arch=compute_75", "-code=compute_75", f"-I{SOURCE_DIR}", str(src),
+                           "-o", str(exe)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    device, launched, pending, failed, after_failure = run.stdout.split()
+    if device == "no-device":
+        assert launched != "cudaSuccess" and failed != "cudaSuccess"
+        return
+    assert (launched, pending) == ("cudaSuccess", "cudaErrorInvalidDevice")
+    assert (failed, after_failure) == ("cudaErrorInvalidConfiguration", "cudaSuccess")

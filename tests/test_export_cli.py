@@ -82,7 +82,7 @@ def test_channels_last_model_with_nhwc_layout(tmp_path, capsys):
     assert "plugin nodes: DynconvDCNv3 x1" in stdout
     torch.export.save(torch.export.export(DCNv3(16, group=2).eval(), (x,)), path)
     code, stdout, err = export(argv, capsys)
-    assert code == 1 and not stdout
+    assert code == 3 and not stdout
     assert "the torch.export program fixed input 'x' axis 0 (batch) to 2" in err
 
 
@@ -95,10 +95,27 @@ def test_fp16_export(tmp_path, capsys):
     assert all(init.data_type != onnx.TensorProto.FLOAT for init in model.graph.initializer)
 
 
+@pytest.mark.slow
+def test_fp16_mixed_example_reference_runs_in_onnxruntime(tmp_path, capsys):
+    """Issue 14: the fp16 onnx target of the mixed network was written although invalid."""
+    import numpy as np
+
+    out = tmp_path / "mixed16.onnx"
+    code, _, err = export(["--example", "mixed", "-o", out, "--target", "onnx", "--fp16", "--exporter",
+                           "torchscript", "--dynamic", "batch"], capsys)
+    assert code == 0, err
+    proto = onnx.load(out)
+    onnx.checker.check_model(proto, full_check=True)
+    model, x = build_example("mixed")
+    got = run_onnxruntime(proto, [x.numpy().astype(np.float16)])[0].astype(np.float32)
+    with torch.no_grad():
+        assert_close_scaled(got, model(x), rel=3e-2)
+
+
 @pytest.mark.parametrize("argv_tail, message", [
     (["missing.pt", "--input-shape", "1x3x8x8"], "model file not found"),
     (["{pickle}", "--input-shape", "1x3x8x8"], "--allow-pickle"),
-    (["{corrupt}", "--input-shape", "1x3x8x8", "--allow-pickle"], "cannot load"),
+    (["{corrupt}", "--input-shape", "1x3x8x8", "--allow-pickle"], "is not a model file dynconv can read"),
     (["{pickle}", "--input-shape", "1x3xAx8", "--allow-pickle"], "bad --input-shape"),
     (["{pickle}", "--input-shape", "1x5x8x8", "--allow-pickle"], "the model failed on"),
     (["{plain}", "--input-shape", "1x3x8x8", "--allow-pickle"], "no dynamic-convolution op"),
@@ -114,7 +131,7 @@ def test_bad_input_one_line_error(tmp_path, capsys, argv_tail, message):
     argv = [str(files.get(a, a)) for a in argv_tail]
     out = tmp_path / "out.onnx"
     code, stdout, err = export([*argv, "-o", out], capsys)
-    assert code == 1
+    assert code == 3  # EXIT_INPUT
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".out.onnx*"))
@@ -123,5 +140,5 @@ def test_bad_input_one_line_error(tmp_path, capsys, argv_tail, message):
 def test_console_script_runs_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dynconv.export.cli", str(tmp_path / "none.pt"), "-o",
                              str(tmp_path / "x.onnx"), "--input-shape", "1x3x8x8"], capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert result.stderr.strip() == f"dynconv-export: error: model file not found: {tmp_path / 'none.pt'}"

@@ -106,3 +106,64 @@ def test_dynamo_split_chunk_and_full_mean_reach_opset_17():
         assert [n.op_type for n in proto.graph.node].count("Split") == 2
     with torch.no_grad():
         assert_close_scaled(run_onnxruntime(proto, [x.numpy()])[0], Heads()(x))
+
+
+# ----- output dim names, progress lines, the conv-only yardstick -----------------------------------------------
+class _StridedDCN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        from dynconv.plugins.deform_conv import ModulatedDeformConv2d
+
+        self.stem = torch.nn.Conv2d(3, 4, 3, 2, 1)
+        self.dcn = ModulatedDeformConv2d(4, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.dcn(self.stem(x))
+
+
+def _output_dims(model: onnx.ModelProto) -> list:
+    return [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("target", ["trt", "onnx"])
+def test_torchscript_output_dims_are_named_like_dynamo(target):
+    m, x = _StridedDCN().eval(), torch.randn(2, 3, 33, 40)
+    options = ExportOptions(target=target, exporter="torchscript", dynamic=("batch", "height", "width"))
+    dims = _output_dims(export_model(m, (x,), options))
+    assert dims[:2] == ["batch", 4]
+    assert not any(isinstance(d, str) and d.startswith("unk__") for d in dims), dims
+    assert "height" in dims[2] and "width" in dims[3], dims
+
+
+def test_progress_lines_name_each_stage():
+    import io
+    import logging
+
+    from dynconv.export.progress import PROGRESS_LOGGER, enable_progress
+
+    stream = io.StringIO()
+    enable_progress(stream)
+    try:
+        export_model(_StridedDCN().eval(), (torch.randn(1, 3, 16, 16),), ExportOptions(exporter="torchscript"))
+    finally:
+        logger = logging.getLogger(PROGRESS_LOGGER)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate, logger.level = True, logging.NOTSET
+    lines = stream.getvalue().splitlines()
+    assert "dynconv-export: TorchScript export ..." in lines
+    assert any(line.startswith("dynconv-export: TorchScript export: done in ") for line in lines)
+
+
+def test_standard_conv_twin_keeps_shapes_and_drops_dynamic_ops():
+    from dynconv.export.bench_export import standard_conv_twin
+    from dynconv.export.examples import build_example
+    from dynconv.export.reference_graph import record_calls
+
+    model, x = build_example("mixed")
+    with torch.no_grad():
+        expected = model(x).shape
+        with standard_conv_twin():
+            assert model(x).shape == expected
+            assert record_calls(model, (x,)) == []
+    assert record_calls(model, (x,))  # restored afterwards

@@ -1,5 +1,6 @@
-"""Stage 1 of the GPU checks (``dynconv.export.gpu_cases``) on the CPU, and the stage-2 modules' clean
-skip / refusal without TensorRT and without torch imports."""
+"""Stage 1 of the GPU checks (``dynconv.export.gpu_cases``) on the CPU, the stage-2 modules' clean
+skip / refusal without TensorRT and without torch imports, the compat-form graphs, the DRConv flipped
+references, and the dry run of the parity step with fake engines."""
 
 from __future__ import annotations
 
@@ -97,6 +98,13 @@ def test_case_files_are_consistent(stage1, index):
         with np.load(stage1 / eager_file) as data:
             eager = data[case["output_names"][0]]
         assert_close_scaled(run_onnxruntime(ref, arrays)[0], eager, 1e-4)
+    for inputs_file, ref_file in zip(files["inputs"], files["ref_outputs"]):
+        with np.load(stage1 / inputs_file) as data:
+            arrays = [data[name] for name in names]
+        with np.load(stage1 / ref_file) as data:
+            stored = data[case["output_names"][0]]
+        np.testing.assert_array_equal(stored, run_onnxruntime(ref, arrays)[0])  # stage 2 needs no onnxruntime
+    assert "flips" not in files and "drconv" not in case  # no DRConv in this case
 
 
 def test_stage1_cli_refuses_an_empty_selection(tmp_path, capsys):
@@ -113,11 +121,12 @@ def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
 
 def test_stage2_modules_import_no_torch():
     code = ("import sys; sys.path.insert(0, 'tests'); import dynconv.plugins.native, dynconv.runtime, "
-            "dynconv.runtime.bench_plugins, dynconv.runtime.builder, dynconv.runtime.engine, test_gpu_plugins; "
-            "print('torch' in sys.modules)")
+            "dynconv.runtime.bench_plugins, dynconv.runtime.builder, dynconv.runtime.engine, test_gpu_plugins, "
+            "dynconv.runtime.gpu_check, dynconv.runtime.gpu_parity, dynconv.runtime.gpu_plan; "
+            "print('torch' in sys.modules, 'onnxruntime' in sys.modules, 'onnx' in sys.modules)")
     proc = _run(["-c", code])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "False"
+    assert proc.stdout.strip().splitlines()[-1] == "False False False"  # the slim TensorRT bundle has none
 
 
 @pytest.mark.skipif(_has_tensorrt(), reason="TensorRT present: the GPU tests would run, not skip")
@@ -132,3 +141,75 @@ def test_stage2_tests_skip_cleanly_without_tensorrt(stage1, with_cases):
     assert ("DYNCONV_GPU_CASES is not set" in out) != with_cases
     if with_cases:  # parametrized over the manifest: 3 op cases x 2 precisions + the (absent) network
         assert "8 skipped" in out, out
+
+
+def test_dry_run_of_the_parity_step_with_fake_engines(stage1, tmp_path):
+    from dynconv.runtime import gpu_check
+
+    out = tmp_path / "out"
+    argv = [str(stage1), "--out", str(out), "--fake", "--steps", "parity", "sanitize", "--jobs", "2"]
+    assert gpu_check.main(argv) == 0  # two spawned build workers, as on the GPU host (6 there)
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["parity"]
+    assert summary["parity_passed"] and len(rows) == len(SUBSET) * 2 * 2 * 3  # cases x precisions x runs x rows
+    assert {r["against"] for r in rows} == {"onnxruntime", "pytorch", "onnxruntime-vs-pytorch"}
+    assert summary["sanitizer"]["status"] == "not run (dry run)"
+    assert len(summary["sanitizer"]["targets"]) == len(SUBSET) * 2  # one op each, both precisions
+    assert "parity rows within tolerance" in (out / "parity.txt").read_text()
+
+
+def test_compat_nodes_take_the_exporters_exact_form():
+    from onnx import helper
+
+    node = helper.make_node("DynconvDeformConv2d", ["x", "w", "off", "m", "b"], ["y"], domain="dynconv",
+                            stride=[2, 1], padding=[1, 2], dilation=[1, 2], groups=2, offset_groups=4, with_mask=1,
+                            with_bias=1, plugin_version="1")
+    mod = gpu_cases.compat_node(node, "MMCVModulatedDeformConv2d")
+    assert (mod.domain, mod.op_type, list(mod.input)) == ("mmdeploy", "MMCVModulatedDeformConv2d",
+                                                         ["x", "off", "m", "w", "b"])
+    attrs = {a.name: helper.get_attribute_value(a) for a in mod.attribute}
+    assert attrs == {"stride": [2, 1], "padding": [1, 2], "dilation": [1, 2], "groups": 2, "deform_groups": 4}
+    plain = helper.make_node("DynconvDeformConv2d", ["x", "w", "off"], ["y"], domain="dynconv", stride=[1, 1],
+                             padding=[1, 2], dilation=[1, 1], groups=1, offset_groups=1)
+    mmcv = gpu_cases.compat_node(plain, "MMCVDeformConv2d")
+    attrs = {a.name: helper.get_attribute_value(a) for a in mmcv.attribute}
+    assert list(mmcv.input) == ["x", "off", "w"] and attrs["padding"] == [1, 1, 2, 2]
+    assert attrs["bias"] == 0 and attrs["im2col_step"] == 32
+    with pytest.raises(Exception, match="unknown compat form"):
+        gpu_cases.compat_node(plain, "NoSuchForm")
+
+
+@pytest.fixture(scope="module")
+def stage1_drconv(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gpu_cases_drconv")
+    assert gpu_cases.main([str(out), "--cases", "04-", "13-"]) == 0  # DCNv3 (+ TRTDCNv3 form) and DRConv
+    return out
+
+
+def test_internimage_form_and_drconv_flip_references(stage1_drconv, tmp_path):
+    from onnx import helper
+
+    from dynconv.runtime import gpu_check
+
+    manifest = json.loads((stage1_drconv / "manifest.json").read_text())
+    kinds = [(c["kind"], c.get("form")) for c in manifest["cases"]]
+    assert kinds == [("op", None), ("compat", "mmdeploy::TRTDCNv3"), ("op", None)]
+    compat = manifest["cases"][1]
+    for precision in ("fp32", "fp16"):
+        proto = onnx.load(stage1_drconv / compat["files"][f"trt_{precision}"])
+        onnx.checker.check_model(proto)
+        (node,) = [n for n in proto.graph.node if n.domain == "mmdeploy"]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert node.op_type == "TRTDCNv3" and len(attrs) == 12 and isinstance(attrs["offset_scale"], float)
+        assert custom_nodes(proto) == [] and {o.domain for o in proto.opset_import} == {"", "mmdeploy"}
+    assert compat["files"]["inputs"] == manifest["cases"][0]["files"]["inputs"]
+    drconv = manifest["cases"][2]
+    assert set(drconv["files"]["flips"]) == {"fp32", "fp16"}
+    assert drconv["drconv"]["tie_fraction"]["fp16"] == [0.0, 0.0]  # generated guides keep a margin
+    for flip_file, ref_file in zip(drconv["files"]["flips"]["fp16"], drconv["files"]["ref_outputs"]):
+        with np.load(stage1_drconv / flip_file) as a, np.load(stage1_drconv / ref_file) as b:
+            np.testing.assert_array_equal(a["output"], b["output"])  # no tie: nothing flips
+    out = tmp_path / "out"
+    assert gpu_check.main([str(stage1_drconv), "--out", str(out), "--fake", "--steps", "parity"]) == 0
+    rows = json.loads((out / "summary.json").read_text())["parity"]
+    assert {r["flipped_fraction"] for r in rows if r["case"] == drconv["id"] and r["against"] != "onnxruntime-vs-pytorch"} == {0.0}

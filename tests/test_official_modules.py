@@ -18,6 +18,7 @@ from torch import nn
 
 from dynconv.export import ExportOptions, export_model
 from dynconv.export.cli import main
+from dynconv.export.official_megvii import RoutedRegionConv
 from dynconv.export.official_modules import map_official_modules
 from dynconv.export.third_party import map_third_party_modules
 from dynconv.plugins import dcnv3 as dyn_dcnv3
@@ -283,6 +284,55 @@ class CondBlock(nn.Module):
         return self.conv(x, torch.sigmoid(self.routing_fn(x.mean((2, 3)))))
 
 
+def region_matmul(columns, weight, mask):
+    """The official core op's forward: ``out[n,o,i,j] = sum_q columns[n,q,i,j] * weight[n,o,q,mask[n,i,j]]``."""
+    index = mask.long()[:, None, None].expand(-1, weight.shape[1], weight.shape[2], -1, -1)  # [N, O, Q, Ho, Wo]
+    chosen = torch.gather(weight, 3, index.flatten(3)).reshape(index.shape)
+    return (chosen * columns[:, None]).sum(2)
+
+
+class DRConv(nn.Module):
+    """megvii-research/DRConv's layer: routed filter bank, region mask given by the caller."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True, dilation=1,
+                 groups_num=8, num_W=8):  # noqa: N803
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = nn.modules.utils._pair(kernel_size), nn.modules.utils._pair(stride)
+        self.padding, self.dilation = nn.modules.utils._pair(padding), nn.modules.utils._pair(dilation)
+        self.groups, self.groups_num, self.num_W = groups, groups_num, num_W
+        self.weight = nn.Parameter(torch.randn(out_channels * in_channels * self.kernel_size[0] * self.kernel_size[1],
+                                               num_W))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.routing_fc = nn.Linear(in_channels, groups_num * num_W)
+
+    def forward(self, inputs, mask, Alpha, use_alpha=False, beta=1.0):  # noqa: N803
+        n, _, h, w = inputs.shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        coef = 2.0 * torch.sigmoid(self.routing_fc(inputs.reshape(n, inputs.shape[1], -1).mean(-1))) / self.num_W
+        weight = F.linear(coef.reshape(-1, self.num_W), self.weight)
+        weight = weight.reshape(n, self.groups_num, self.out_channels, -1).permute(0, 2, 3, 1)
+        columns = F.unfold(inputs, self.kernel_size, self.dilation, self.padding, self.stride).reshape(n, -1, ho, wo)
+        if mask.shape[-2:] != torch.Size([ho, wo]):
+            mask = F.interpolate(mask.float().unsqueeze(1), (ho, wo)).squeeze(1)
+        out = region_matmul(columns, weight, mask)
+        return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
+
+
+class DRBlock(nn.Module):
+    """A ShuffleNetV2-style caller: the region mask comes from a guide conv outside the layer."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.guide = nn.Conv2d(conv.in_channels, conv.groups_num, 1, bias=False)
+        self.conv = conv
+
+    def forward(self, x):
+        alpha = torch.softmax(self.guide(x), 1)
+        return self.conv(x, alpha.argmax(1), alpha)
+
+
 # ----- helpers --------------------------------------------------------------------------------------------
 def randomized(model, seed=0):
     """float64, eval, every parameter and BN statistic random (nothing left at a symmetric init)."""
@@ -410,6 +460,33 @@ def test_drconv_is_mapped_exactly(cin, cout, k, m, kwargs, hw):
 def test_drconv_near_miss_is_left_alone(caplog):
     model = randomized(nn.Sequential(DRConv2d(4, 4, 3, 2, padding="same")))
     check_refused(model, x64(1, 4, 6, 6), caplog, "padding")
+
+
+@pytest.mark.parametrize("cin, cout, k, kwargs, hw", [
+    (4, 6, 1, dict(groups_num=4, num_W=3), (7, 9)),
+    (3, 5, 3, dict(stride=2, padding=1, groups_num=8, num_W=8), (10, 9)),
+    (5, 2, 3, dict(padding=2, dilation=2, bias=False, groups_num=3, num_W=2), (6, 7)),
+])
+def test_megvii_drconv_is_mapped_exactly(cin, cout, k, kwargs, hw):
+    model = randomized(nn.Sequential(DRBlock(DRConv(cin, cout, k, **kwargs))))
+    check_mapped(model, x64(2, cin, *hw), ["0.conv"], RoutedRegionConv)
+
+
+def test_megvii_drconv_exports_to_the_drconv_node():
+    model = randomized(nn.Sequential(DRBlock(DRConv(4, 6, 3, stride=2, padding=1, groups_num=4, num_W=3)))).float()
+    x = torch.randn(1, 4, 9, 8)
+    with torch.no_grad():
+        expected = model(x)
+    proto = export_model(model, (x,), ExportOptions(target="onnx", exporter="torchscript"))
+    assert [n.op_type for n in custom_nodes(export_model(model, (x,), ExportOptions(exporter="torchscript")))] == [
+        "DynconvDRConv"]
+    assert_close_scaled(run_onnxruntime(proto, [x.numpy()])[0], expected.numpy())
+
+
+def test_megvii_drconv_near_miss_is_left_alone(caplog):
+    conv = DRConv(4, 4, 3, padding=1, groups_num=2, num_W=2)
+    conv.routing_fc = nn.Linear(4, 4, bias=False)
+    check_refused(randomized(nn.Sequential(DRBlock(conv))), x64(1, 4, 6, 6), caplog, "routing_fc")
 
 
 # ----- timm SelectiveKernel -----------------------------------------------------------------------------------------

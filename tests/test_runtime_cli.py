@@ -72,7 +72,7 @@ def test_check_errors_are_one_line(tmp_path, capsys, extra, fragment):
     subst = {"MISSING": str(tmp_path / "nope.onnx"), "REF": str(ref), "BADNPZ": str(tmp_path / "bad.npz"),
              "WRONGNPZ": str(tmp_path / "wrong.npz")}
     rc = check_cli.main([str(ref), *[subst.get(a, a) for a in extra]])
-    assert rc == 2
+    assert rc == 3
     _one_line_error(capsys, "dynconv-check", fragment)
 
 
@@ -86,6 +86,7 @@ def test_check_usage_error_is_one_line(capsys):
 def test_bench_writes_json_and_png(tmp_path, capsys):
     ref = conv_relu(tmp_path / "ref.onnx")
     js, png = tmp_path / "out" / "b.json", tmp_path / "chart.png"
+    js.parent.mkdir()
     rc = bench_cli.main([str(ref), "--shapes", "x:2x3x16x16", "--runs", "5", "--warmup", "1",
                          "--no-ort-cuda", "--json", str(js), "--png", str(png)])
     text = capsys.readouterr().out
@@ -101,11 +102,11 @@ def test_bench_writes_json_and_png(tmp_path, capsys):
 
 def test_bench_errors(tmp_path, capsys):
     ref = conv_relu(tmp_path / "ref.onnx")
-    assert bench_cli.main([str(ref), "--runs", "0"]) == 2
+    assert bench_cli.main([str(ref), "--runs", "0"]) == 3
     _one_line_error(capsys, "dynconv-bench", "--runs")
-    assert bench_cli.main([str(ref), "--runs", "2"]) == 2
+    assert bench_cli.main([str(ref), "--runs", "2"]) == 3
     _one_line_error(capsys, "dynconv-bench", "dynamic dims")
-    assert bench_cli.main([str(tmp_path / "x.onnx")]) == 2
+    assert bench_cli.main([str(tmp_path / "x.onnx")]) == 3
     _one_line_error(capsys, "dynconv-bench", "does not exist")
 
 
@@ -130,11 +131,11 @@ def test_build_cli_error_paths(tmp_path, capsys):
         ([str(onnx_path), "-o", str(onnx_path)], "-o must differ"),
     ]
     for argv, fragment in cases:
-        assert build_cli.main(argv) == 2
+        assert build_cli.main(argv) == 3
         _one_line_error(capsys, "dynconv-build", fragment)
     if not _has_trt_and_gpu():
         # no TensorRT or no GPU here: one clear line, and no plan or metadata left behind
-        assert build_cli.main([str(onnx_path), "-o", str(plan), "--shapes", "x:1x3x8x8,2x3x16x16,4x3x32x32"]) == 2
+        assert build_cli.main([str(onnx_path), "-o", str(plan), "--shapes", "x:1x3x8x8,2x3x16x16,4x3x32x32"]) == 3
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("TensorRT is not installed" in err or "no CUDA device" in err), err
     assert not plan.exists() and not (tmp_path / "m.plan.json").exists()

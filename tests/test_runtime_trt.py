@@ -112,3 +112,10 @@ def test_check_and_bench_cli_on_engine(built, tmp_path, capsys):
     trt_row = next(r for r in rows if r["backend"] == "tensorrt")
     assert trt_row["extra"]["gpu_ms"] > 0 and "overhead_us" in trt_row["extra"]
     print(capsys.readouterr().out)
+
+
+def test_fp32_plan_is_built_without_tf32(built):
+    """TensorRT's default TF32 would put the conv in 10-bit mantissas: FP32 builds clear it (--tf32 sets it)."""
+    _, plan = built
+    meta = json.loads((plan.parent / "m.plan.json").read_text())
+    assert meta["precision"] == "fp32" and meta["builder"]["tf32"] is False

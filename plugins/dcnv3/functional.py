@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import DynconvError
 from ..registration import call_op, define_op
+from ..sampling import bilinear_sample, split_coordinate
 from .spec import DCNV3, num_points
 
 
-def _tap_coordinates(kernel_size: Sequence[int], dilation: Sequence[int], offset_scale: float, remove_center: int,
+def _tap_coordinates(kernel_size: Sequence[int], dilation: Sequence[int], remove_center: int,
                      dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(i*dw - hw)*offset_scale`` and ``(j*dh - hh)*offset_scale`` per point, each ``[P]``.
+    """``i*dw - hw`` and ``j*dh - hh`` per point, each ``[P]``.
 
     Point order is the CUDA kernel's: tap column i (x) outer, row j (y) inner, ``p = i*kh + j``, the
     centre ``(kw//2, kh//2)`` left out when ``remove_center`` (later points move down by one).
@@ -22,8 +22,8 @@ def _tap_coordinates(kernel_size: Sequence[int], dilation: Sequence[int], offset
     Built from ``arange`` (not ``torch.tensor``), which both exporters fold into constants.
     """
     (kh, kw), (dh, dw) = kernel_size, dilation
-    xs = (torch.arange(kw, dtype=dtype, device=device) * dw - dw * (kw - 1) // 2) * offset_scale
-    ys = (torch.arange(kh, dtype=dtype, device=device) * dh - dh * (kh - 1) // 2) * offset_scale
+    xs = torch.arange(kw, dtype=dtype, device=device) * dw - dw * (kw - 1) // 2
+    ys = torch.arange(kh, dtype=dtype, device=device) * dh - dh * (kh - 1) // 2
     tap_x = xs.unsqueeze(1).expand(kw, kh).reshape(-1)  # p = i*kh + j: x index outer
     tap_y = ys.unsqueeze(0).expand(kw, kh).reshape(-1)
     if remove_center:
@@ -36,37 +36,36 @@ def _tap_coordinates(kernel_size: Sequence[int], dilation: Sequence[int], offset
 def dcnv3_reference(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_size: Sequence[int],
                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], group: int,
                     group_channels: int, offset_scale: float, remove_center: int) -> torch.Tensor:
-    """One bilinear ``grid_sample`` over all points, then a mask-weighted sum (ONNX GridSample, opset 16+).
+    """Mask-weighted bilinear samples of all points (one ``Gather`` in exported graphs), summed per pixel.
 
-    Sampling happens on the unpadded input: pixel coordinate ``l`` becomes the normalised
-    ``(l + 0.5) * 2/size - 1`` (align_corners=False), and zero padding mode reproduces the kernel's
-    "0 outside the image" rule, so no Pad is needed and pad_h/pad_w enter only the grid. Sizes come
-    from tensor shapes, so exported graphs stay valid for dynamic N/H/W. Half inputs are sampled in
-    float32 (coordinates in half would be off by up to ~0.1 px on large maps), like the kernel's
-    float32 accumulation.
+    Point p of output pixel (oh, ow) reads ``lx = (ow*sw - pw + hw) + (tap_x + dx)*offset_scale``
+    (y alike): the bracketed window centre is an exact integer, the small rest is split into floor
+    and fraction on its own (see :mod:`..sampling`), so FP32 accuracy does not degrade on large
+    maps. Samples outside the image read 0 (the kernel's rule). Sizes come from tensor shapes, so
+    exported graphs stay valid for dynamic N/H/W. Half inputs are sampled in float32, like the
+    kernel's float32 accumulation.
     """
     dtype = input.dtype
     compute = torch.promote_types(dtype, torch.float32)
-    h, w = input.shape[1], input.shape[2]
+    n, h, w = input.shape[0], input.shape[1], input.shape[2]
     ho, wo = offset.shape[1], offset.shape[2]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     half_h, half_w = dh * (kh - 1) // 2, dw * (kw - 1) // 2
     p = kh * kw - remove_center
-    tap_x, tap_y = _tap_coordinates(kernel_size, dilation, offset_scale, remove_center, compute, input.device)
-    # Pixel coordinate of each point, [N, Ho, Wo, G, P]; +0.5 folded in for the normalisation below.
-    base_x = torch.arange(wo, dtype=compute, device=input.device) * sw + (half_w - pw + 0.5)
-    base_y = torch.arange(ho, dtype=compute, device=input.device) * sh + (half_h - ph + 0.5)
-    n = offset.shape[0]
-    off = offset.to(compute).reshape(n, ho, wo, group, p, 2) * offset_scale
-    grid_x = (base_x.reshape(-1, 1, 1) + tap_x + off[..., 0]) * (2.0 / w) - 1.0
-    grid_y = (base_y.reshape(-1, 1, 1, 1) + tap_y + off[..., 1]) * (2.0 / h) - 1.0
-    grid = torch.stack((grid_x, grid_y), -1).permute(0, 3, 1, 2, 4, 5).reshape(-1, ho, wo * p, 2)
-    value = input.to(compute).permute(0, 3, 1, 2).reshape(-1, group_channels, h, w)  # [N*G, Cg, H, W]
-    sampled = F.grid_sample(value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    sampled = sampled.reshape(-1, group, group_channels, ho, wo, p)  # [N, G, Cg, Ho, Wo, P]
-    weights = mask.to(compute).reshape(n, ho, wo, group, p).permute(0, 3, 1, 2, 4).unsqueeze(2)  # [N, G, 1, Ho, Wo, P]
-    out = (sampled * weights).sum(-1)  # [N, G, Cg, Ho, Wo]
-    return out.permute(0, 3, 4, 1, 2).reshape(n, ho, wo, group * group_channels).to(dtype)
+    device = input.device
+    tap_x, tap_y = _tap_coordinates(kernel_size, dilation, remove_center, compute, device)
+    # Window centres [Wo, 1, 1] and [Ho, 1, 1, 1] against points [N, Ho, Wo, G, P].
+    centre_x = (torch.arange(wo, device=device) * sw + (half_w - pw)).reshape(-1, 1, 1)
+    centre_y = (torch.arange(ho, device=device) * sh + (half_h - ph)).reshape(-1, 1, 1, 1)
+    off = offset.to(compute).reshape(n, ho, wo, group, p, 2)
+    batch = ((torch.arange(n, device=device) * group).reshape(-1, 1, 1, 1, 1)
+             + torch.arange(group, device=device).reshape(-1, 1))  # image n*G + g, [N, 1, 1, G, 1]
+    value = (input.to(compute).reshape(n, h, w, group, group_channels).permute(0, 3, 1, 2, 4)
+             .reshape(n * group, h, w, group_channels))
+    out = bilinear_sample(value, batch, split_coordinate(centre_y, (off[..., 1] + tap_y) * offset_scale),
+                              split_coordinate(centre_x, (off[..., 0] + tap_x) * offset_scale),
+                              mask.to(compute).reshape(n, ho, wo, group, p), sum_last=True)  # [N, Ho, Wo, G, Cg]
+    return out.reshape(n, ho, wo, group * group_channels).to(dtype)
 
 
 define_op(DCNV3, dcnv3_reference)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..errors import DynconvError
 from ..registration import call_op, define_op
+from ..sampling import bilinear_sample, split_coordinate
 from .spec import DEFORM_CONV2D
 
 
@@ -16,55 +17,53 @@ def deform_conv2d_reference(input: torch.Tensor, weight: torch.Tensor, offset: t
                             mask: torch.Tensor | None, bias: torch.Tensor | None, stride: Sequence[int],
                             padding: Sequence[int], dilation: Sequence[int], groups: int,
                             offset_groups: int) -> torch.Tensor:
-    """Per kernel row: one bilinear ``grid_sample`` over the row's taps, times the mask, then a MatMul.
+    """Bilinear samples of all taps (one ``Gather`` in exported graphs), then one grouped MatMul.
 
     Tap (u, v) of output pixel (i, j) reads ``y = i*sh - ph + u*dh + dy``, ``x = j*sw - pw + v*dw + dx``
-    on the unpadded input; ``grid_sample(align_corners=False, padding_mode="zeros")`` at the
-    normalised ``(p + 0.5) * 2/size - 1`` applies torchvision's rule exactly (corners outside the
-    image read 0, so points with y <= -1 or y >= H contribute nothing). Offset groups are folded
-    into the batch (``[N*og, Cin/og, H, W]``). Row u's samples ``[N, G, (Cin/G)*kw, Ho*Wo]`` are
-    contracted with ``weight[:, :, u, :]`` as ``[G, Cout/G, (Cin/G)*kw]`` by a batched MatMul (a
-    Conv would need a static kernel shape in the TorchScript exporter) and accumulated, so only
-    kw taps of samples live at a time (1/kh of an im2col buffer, and kh GridSample nodes instead
-    of kh*kw, which keeps torch.export fast). Sizes come from tensor shapes (GridSample, MatMul,
-    Range), so exports stay valid for dynamic N/H/W. Half inputs are computed in float32.
+    on the unpadded input, split into the exact integer ``i*sh - ph + u*dh + floor(dy)`` and the
+    fraction ``dy - floor(dy)`` (see :mod:`..sampling`), so FP32 accuracy does not degrade on large
+    maps; points with y <= -1 or y >= H read 0 (torchvision's rule). Offset groups are folded into
+    the batch of the sampled images. The samples ``[N, G, Ho*Wo, K*(Cin/G)]`` are contracted with the
+    weight as ``[G, K*(Cin/G), Cout/G]`` by a batched MatMul (a Conv would need a static kernel
+    shape in the TorchScript exporter). Sizes come from tensor shapes, so exports stay valid for
+    dynamic N/H/W. Half inputs are computed in float32.
     """
     dtype = input.dtype
     compute = torch.promote_types(dtype, torch.float32)
     n, cin, h, w = input.shape
     cout, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
     ho, wo = offset.shape[2], offset.shape[3]
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    g, og, taps_n = groups, offset_groups, kh * kw
+    (sh, sw), (dh, dw) = stride, dilation
+    ph, pw = padding[0], padding[1]
+    g, og, k = groups, offset_groups, kh * kw
     device = input.device
-    # Reshapes list every size (no -1 inside unflatten) so ONNX shape inference keeps their ranks.
-    value = input.to(compute).reshape(n * og, cin // og, h, w)
-    off = offset.to(compute).reshape(n, og, taps_n, 2, ho, wo)
-    # Tap k = u*kw + v sits at (u*dh, v*dw); arange + expand, as constant tensors break torch.export.
-    tap_y = (torch.arange(kh, dtype=compute, device=device) * dh).reshape(kh, 1).expand(kh, kw).reshape(taps_n, 1, 1)
-    tap_x = (torch.arange(kw, dtype=compute, device=device) * dw).reshape(1, kw).expand(kh, kw).reshape(taps_n, 1, 1)
-    # Pixel coordinates of the window origins, +0.5 folded in for the normalisation below.
-    base_y = (torch.arange(ho, dtype=compute, device=device) * sh + (0.5 - ph)).unsqueeze(-1)  # [Ho, 1]
-    base_x = torch.arange(wo, dtype=compute, device=device) * sw + (0.5 - pw)  # [Wo]
-    y = (off[:, :, :, 0] + (tap_y + base_y)) * (2.0 / h) - 1.0  # [N, og, K, Ho, Wo]
-    x = (off[:, :, :, 1] + (tap_x + base_x)) * (2.0 / w) - 1.0
-    # One kernel row (kw taps) per grid_sample: rows of the grid/mask are (v, Ho) pairs.
-    grid = torch.stack((x, y), -1).reshape(n * og, kh, kw * ho, wo, 2)
-    weights = None if mask is None else mask.to(compute).reshape(n * og, 1, kh, kw * ho, wo)
-    kernel = (weight.to(compute).reshape(g, cout // g, cin // g, kh, kw).permute(3, 0, 1, 2, 4)
-              .reshape(kh, g, cout // g, cin // g * kw))  # [kh, G, Cout/G, (Cin/G, kw)]
-    out = None
-    for u in range(kh):
-        sampled = F.grid_sample(value, grid[:, u], mode="bilinear", padding_mode="zeros", align_corners=False)
-        if weights is not None:
-            sampled = sampled * weights[:, :, u]  # [N*og, Cin/og, kw*Ho, Wo]
-        columns = sampled.reshape(n, g, cin // g * kw, ho * wo)
-        term = torch.matmul(kernel[u], columns)  # [N, G, Cout/G, Ho*Wo]
-        out = term if out is None else out + term
-    out = out.reshape(n, cout, ho, wo)
+    value = input.to(compute) if og == 1 else input.to(compute).reshape(n * og, cin // og, h, w)
+    off = offset.to(compute).reshape(n, og, k, 2, ho, wo).permute(3, 0, 1, 4, 5, 2)  # (dy, dx) [N, og, Ho, Wo, K]
+    # Integer part of each tap's position: window origin plus tap, [Ho, 1, K] and [Wo, K]; tap k = u*kw + v.
+    tap_y = (torch.arange(kh, device=device) * dh).reshape(kh, 1).expand(kh, kw).reshape(k)
+    tap_x = (torch.arange(kw, device=device) * dw).reshape(1, kw).expand(kh, kw).reshape(k)
+    whole_y = (torch.arange(ho, device=device) * sh - ph).reshape(-1, 1, 1) + tap_y
+    whole_x = (torch.arange(wo, device=device) * sw - pw).reshape(-1, 1) + tap_x
+    batch = ((torch.arange(n, device=device) * og).reshape(-1, 1, 1, 1, 1)
+             + torch.arange(og, device=device).reshape(-1, 1, 1, 1))  # image n*og + g, [N, og, 1, 1, 1]
+    m = None if mask is None else mask.to(compute).reshape(n, og, k, ho, wo).permute(0, 1, 3, 4, 2)
+    sampled = bilinear_sample(value.permute(0, 2, 3, 1), batch, split_coordinate(whole_y, off[0]),
+                              split_coordinate(whole_x, off[1]), m)  # [N, og, Ho, Wo, K, Cin/og]
+    kernel = (weight.to(compute).reshape(g, cout // g, cin // g, k).permute(0, 3, 2, 1)
+              .reshape(g, k * (cin // g), cout // g))  # [G, (K, Cin/G), Cout/G]
+    out = torch.matmul(_group_columns(sampled, n, og, g, cin, ho * wo, k), kernel)  # [N, G, Ho*Wo, Cout/G]
+    out = out.transpose(2, 3).reshape(n, cout, ho, wo)
     if bias is not None:
         out = out + bias.to(compute).reshape(-1, 1, 1)
     return out.to(dtype)
+
+
+def _group_columns(sampled: torch.Tensor, n: int, og: int, g: int, cin: int, pixels: int, k: int) -> torch.Tensor:
+    """``[N, og, Ho, Wo, K, Cin/og]`` samples as ``[N, G, Ho*Wo, K*(Cin/G)]`` columns of the grouped conv."""
+    if og == g:
+        return sampled.reshape(n, g, pixels, k * (cin // g))
+    by_channel = sampled.reshape(n, og, pixels, k, cin // og).permute(0, 2, 3, 1, 4)  # [N, HoWo, K, og, Cin/og]
+    return by_channel.reshape(n, pixels, k, g, cin // g).permute(0, 3, 1, 2, 4).reshape(n, g, pixels, k * (cin // g))
 
 
 define_op(DEFORM_CONV2D, deform_conv2d_reference)
@@ -79,6 +78,31 @@ def _infer_groups(total: int, per_group: int, what: str, explicit: int | None) -
     return inferred
 
 
+def split_padding(padding: int | Sequence[int]) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """``p``, ``(ph, pw)`` or ``(top, left, bottom, right)`` as (symmetric ``(ph, pw)`` for the op,
+    extra zero padding ``(left, right, top, bottom)`` for ``F.pad``).
+
+    Zero rows and columns added to the input are exactly padding for this op: a bilinear sample reads
+    0 outside the image either way. So the op keeps ``min(top, bottom)``/``min(left, right)`` and the
+    surplus side is padded explicitly (a ``Pad`` node before the op in exported graphs).
+    """
+    values = [padding] * 2 if isinstance(padding, int) else [int(p) for p in padding]
+    if len(values) == 2:
+        values = values * 2
+    if len(values) != 4 or any(p < 0 for p in values):
+        raise DynconvError(f"{DEFORM_CONV2D.name}: padding must be p, (ph, pw) or (top, left, bottom, right) "
+                           f"with non-negative values, got {padding!r}")
+    top, left, bottom, right = values
+    ph, pw = min(top, bottom), min(left, right)
+    return (ph, pw), (left - pw, right - pw, top - ph, bottom - ph)
+
+
+def pad_surplus(input: torch.Tensor, padding: int | Sequence[int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``input`` with the asymmetric part of ``padding`` added (see :func:`split_padding`), and the rest."""
+    symmetric, extra = split_padding(padding)
+    return (F.pad(input, extra) if any(extra) else input), symmetric
+
+
 def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
                   bias: torch.Tensor | None = None, stride: int | Sequence[int] = (1, 1),
                   padding: int | Sequence[int] = (0, 0), dilation: int | Sequence[int] = (1, 1),
@@ -89,7 +113,9 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     ``out[n,o,i,j] = bias[o] + sum_{c in group(o), u, v} weight[o, c', u, v] * m * x_c(y, x)`` with
     ``y = i*sh - ph + u*dh + dy``, ``x = j*sw - pw + v*dw + dx``, ``q = g_off(c)*kh*kw + u*kw + v``,
     ``(dy, dx) = offset[n, 2q:2q+2, i, j]``, ``m = mask[n, q, i, j]`` (1 without mask) and
-    ``x_c`` the bilinear interpolation of channel c (0 outside the image).
+    ``x_c`` the bilinear interpolation of channel c (0 outside the image). ``padding`` may also be
+    ``(top, left, bottom, right)`` (ONNX ``DeformConv``'s order): ``ph``/``pw`` above are then top/left
+    and the output size uses the sums.
 
     Args:
         input: ``[N, Cin, H, W]``.
@@ -109,6 +135,7 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     kh, kw = int(weight.shape[2]), int(weight.shape[3])
     groups = _infer_groups(int(input.shape[1]), int(weight.shape[1]), "groups", groups)
     offset_groups = _infer_groups(int(offset.shape[1]), 2 * kh * kw, "offset_groups", offset_groups)
+    input, padding = pad_surplus(input, padding)
     return call_op(DEFORM_CONV2D, [input, weight, offset, mask, bias],
                    dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                         offset_groups=offset_groups))

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from ..errors import DynconvError
-from .functional import deform_conv2d
+from .functional import deform_conv2d, pad_surplus, split_padding
 
 
 class ExternalOffsetDeformConv2d(nn.Module):
@@ -19,7 +19,8 @@ class ExternalOffsetDeformConv2d(nn.Module):
     ``forward(input [N,Cin,H,W], offset [N,2*og*kh*kw,Ho,Wo], mask [N,og*kh*kw,Ho,Wo] | None)``
     returns :func:`deform_conv2d` of them with this layer's ``weight [Cout, Cin/groups, kh, kw]`` and
     ``bias [Cout]``. ``offset_groups=None`` infers og from the offset's channels (torchvision);
-    an integer (mmcv's ``deform_groups``) is checked against them.
+    an integer (mmcv's ``deform_groups``) is checked against them. ``padding`` may be
+    ``(top, left, bottom, right)``; the offset-predicting subclasses pad their ``conv_offset`` alike.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
@@ -35,7 +36,9 @@ class ExternalOffsetDeformConv2d(nn.Module):
             raise DynconvError(f"{name}: in_channels={in_channels} is not divisible by offset_groups={offset_groups}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _pair(kernel_size)
-        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
+        self.stride, self.dilation = _pair(stride), _pair(dilation)
+        self.padding = tuple(padding) if isinstance(padding, Sequence) and len(padding) == 4 else _pair(padding)
+        split_padding(self.padding)  # validates
         self.groups, self.offset_groups = groups, offset_groups
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
@@ -74,15 +77,19 @@ class DeformConv2d(ExternalOffsetDeformConv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          offset_groups, bias)
         self.conv_offset = nn.Conv2d(in_channels, self._predicted_channels(), self.kernel_size, self.stride,
-                                     self.padding, self.dilation, bias=True)
+                                     split_padding(self.padding)[0], self.dilation, bias=True)
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
     def _predicted_channels(self) -> int:
         return 2 * self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
 
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv_offset`` with this layer's padding, (top, left, bottom, right) included."""
+        return self.conv_offset(pad_surplus(x, self.padding)[0])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return super().forward(x, self.conv_offset(x))
+        return super().forward(x, self.predict(x))
 
 
 class ModulatedDeformConv2d(DeformConv2d):
@@ -98,6 +105,6 @@ class ModulatedDeformConv2d(DeformConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         n_mask = self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
-        predicted = self.conv_offset(x)  # slices, not torch.split: ONNX Split has no 18 -> 17 adapter
+        predicted = self.predict(x)  # slices, not torch.split: ONNX Split has no 18 -> 17 adapter
         offset, logits = predicted[:, :2 * n_mask], predicted[:, 2 * n_mask:]
         return ExternalOffsetDeformConv2d.forward(self, x, offset, torch.sigmoid(logits))

@@ -1,9 +1,12 @@
 // CPU executors of the tiled block bodies (common/tile_gemm.h, common/mma_tile.h): every phase for all
-// thread ids (or warps) in turn.
+// thread ids (or warps) in turn. They tell an installed access tracer (common/trace.h) where each phase
+// begins and which thread runs.
 #pragma once
 
 #include <memory>
 #include <vector>
+
+#include "common/trace.h"
 
 namespace dynconv {
 
@@ -13,7 +16,11 @@ struct CpuBlockExec {
     std::vector<Acc> acc = std::vector<Acc>(kThreads);
     template <class F>
     void each(F&& f) {
-        for (int t = 0; t < kThreads; ++t) f(t, acc[t]);
+        trace_phase();
+        for (int t = 0; t < kThreads; ++t) {
+            trace_thread(t);
+            f(t, acc[t]);
+        }
     }
     void sync() {}
 };
@@ -27,11 +34,20 @@ struct CpuMmaExec {
     std::vector<WarpAcc> acc = std::vector<WarpAcc>(kWarps);
     template <class F>
     void each(F&& f) {
-        for (int t = 0; t < kThreads; ++t) f(t);
+        trace_phase();
+        for (int t = 0; t < kThreads; ++t) {
+            trace_thread(t);
+            f(t);
+        }
     }
+    //! Warp phases: the body records its lanes' accesses itself (trace_thread per lane).
     template <class F>
     void each_warp(F&& f) {
-        for (int w = 0; w < kWarps; ++w) f(w, acc[w]);
+        trace_phase();
+        for (int w = 0; w < kWarps; ++w) {
+            trace_thread(w * 32);
+            f(w, acc[w]);
+        }
     }
     void sync() {}
 };

@@ -13,6 +13,8 @@ namespace dynconv {
 DYNCONV_HD float to_float(float v) { return v; }
 #if defined(__CUDACC__)
 DYNCONV_HD float to_float(__half v) { return __half2float(v); }
+#else
+inline float to_float(_Float16 v) { return static_cast<float>(v); }  // FP16 buffers of the access tracer
 #endif
 
 //! Output size of a convolution window (floor division of a non-negative numerator).
@@ -31,6 +33,9 @@ DYNCONV_HD float from_float<float>(float v) { return v; }
 #if defined(__CUDACC__)
 template <>
 DYNCONV_HD __half from_float<__half>(float v) { return __float2half_rn(v); }
+#else
+template <>
+inline _Float16 from_float<_Float16>(float v) { return static_cast<_Float16>(v); }
 #endif
 
 } // namespace dynconv

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common/math_common.h"
+#include "common/trace.h"
 
 #if defined(__CUDACC__)
 #include <mma.h>
@@ -21,16 +22,18 @@ using MmaHalf = __half;
 DYNCONV_HD MmaHalf to_mma_half(float v) { return __float2half_rn(v); }
 DYNCONV_HD float mma_half_to_float(MmaHalf v) { return __half2float(v); }
 #else
-using MmaHalf = float;  // holds FP16-rounded values on the CPU
-inline MmaHalf to_mma_half(float v) { return static_cast<float>(static_cast<_Float16>(v)); }
-inline float mma_half_to_float(MmaHalf v) { return v; }
+using MmaHalf = _Float16;  // 2 bytes as on the GPU, so shared-memory layouts (and traced banks) match
+inline MmaHalf to_mma_half(float v) { return static_cast<_Float16>(v); }
+inline float mma_half_to_float(MmaHalf v) { return static_cast<float>(v); }
 #endif
 
 template <int BM_, int BN_>
 struct MmaTile {
     static constexpr int BM = BM_, BN = BN_, BK = 16, kThreads = 256, kWarps = 8;
     static constexpr int WARPS_M = BM / 32, WARPS_N = BN / 32;
-    static constexpr int LDS = BN + 8, LDW = BM + 8, LDO = BN + 4;  // padded rows (ldm multiples of 8 / 4)
+    // padded rows (ldm multiples of 8 halves / 4 floats); LDO = BN + 8 (8 banks mod 32) keeps the 8-byte
+    // fragment stores of 4 rows x 4 column pairs in distinct banks (BN + 4: 2-way)
+    static constexpr int LDS = BN + 8, LDW = BM + 8, LDO = BN + 8;
     static_assert(WARPS_M * WARPS_N == kWarps, "8 warps of 32x32 cover the block tile");
 };
 
@@ -44,22 +47,60 @@ DYNCONV_HD void mma_zero(MmaAccCpu& acc) {
         for (int j = 0; j < 32; ++j) acc.v[i][j] = 0.f;
 }
 
+//! Traces a warp's 16x16 FP16 fragment load from shared memory as the GPU issues it (ldmatrix.x4): lane l
+//! reads the 16 bytes at row l % 16, columns 8 * (l / 16) .. + 7 of a row-major [16][ld] block at `base`.
+DYNCONV_HD void trace_fragment_load(int warp, const MmaHalf* base, int ld) {
+#if !defined(__CUDA_ARCH__)
+    if (!trace_sink()) return;
+    for (int l = 0; l < 32; ++l) {
+        trace_thread(warp * 32 + l);
+        DYNCONV_TRACE_ACCESS(kShared, false, base + (l % 16) * ld + 8 * (l / 16), 16);
+    }
+#else
+    (void)warp; (void)base; (void)ld;
+#endif
+}
+
+//! Traces a 16x16 FP32 accumulator store to row-major shared memory (4 x 8-byte stores per lane: rows
+//! l / 4 and l / 4 + 8, column pairs 2 * (l % 4) and 2 * (l % 4) + 8, the m16n8k16 fragment layout).
+DYNCONV_HD void trace_fragment_store(int warp, const float* base, int ld) {
+#if !defined(__CUDA_ARCH__)
+    if (!trace_sink()) return;
+    for (int h = 0; h < 4; ++h)
+        for (int l = 0; l < 32; ++l) {
+            trace_thread(warp * 32 + l);
+            DYNCONV_TRACE_ACCESS(kShared, true, base + (l / 4 + 8 * (h & 1)) * ld + 2 * (l % 4) + 8 * (h >> 1), 8);
+        }
+#else
+    (void)warp; (void)base; (void)ld;
+#endif
+}
+
 //! One K=16 step of warp `warp`: acc[i][j] += sum_k w[k][m0 + i] * s[k][n0 + j] (exact FP16 x FP16 products
 //! summed in FP32, as the tensor cores do; only the summation order differs).
 template <class Cfg>
 DYNCONV_HD void mma_step(int warp, const MmaHalf (&w)[Cfg::BK][Cfg::LDW], const MmaHalf (&s)[Cfg::BK][Cfg::LDS],
                          MmaAccCpu& acc) {
     const int m0 = (warp % Cfg::WARPS_M) * 32, n0 = (warp / Cfg::WARPS_M) * 32;
+    for (int h = 0; h < 2; ++h) trace_fragment_load(warp, &w[0][m0 + 16 * h], Cfg::LDW);
+    for (int h = 0; h < 2; ++h) trace_fragment_load(warp, &s[0][n0 + 16 * h], Cfg::LDS);
+    trace_count(TraceCounter::kMma, 4);  // 2 x 2 MMAs of 16x16x16
+    float a[Cfg::BK][32], b[Cfg::BK][32];
     for (int k = 0; k < Cfg::BK; ++k)
         for (int i = 0; i < 32; ++i) {
-            const float a = mma_half_to_float(w[k][m0 + i]);
-            for (int j = 0; j < 32; ++j) acc.v[i][j] += a * mma_half_to_float(s[k][n0 + j]);
+            a[k][i] = mma_half_to_float(w[k][m0 + i]);
+            b[k][i] = mma_half_to_float(s[k][n0 + i]);
         }
+    for (int k = 0; k < Cfg::BK; ++k)
+        for (int i = 0; i < 32; ++i)
+            for (int j = 0; j < 32; ++j) acc.v[i][j] += a[k][i] * b[k][j];
 }
 
 template <class Cfg>
 DYNCONV_HD void mma_stage(int warp, const MmaAccCpu& acc, float (&stage)[Cfg::BM][Cfg::LDO]) {
     const int m0 = (warp % Cfg::WARPS_M) * 32, n0 = (warp / Cfg::WARPS_M) * 32;
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) trace_fragment_store(warp, &stage[m0 + 16 * i][n0 + 16 * j], Cfg::LDO);
     for (int i = 0; i < 32; ++i)
         for (int j = 0; j < 32; ++j) stage[m0 + i][n0 + j] = acc.v[i][j];
 }

@@ -139,14 +139,4 @@ nvinfer1::IPluginV2* CreatorBase::deserializePlugin(const char* name, const void
     }
 }
 
-std::vector<nvinfer1::IPluginCreator*>& creator_list() {
-    static std::vector<nvinfer1::IPluginCreator*> list;
-    return list;
-}
-
-bool list_creator(nvinfer1::IPluginCreator* creator) {
-    creator_list().push_back(creator);
-    return true;
-}
-
 } // namespace dynconv

@@ -12,6 +12,7 @@
 #include "common/kernel_common.h"
 #include "common/logging.h"
 #include "common/op_host.h"
+#include "common/registration.h"
 
 namespace dynconv {
 
@@ -102,13 +103,4 @@ private:
     std::string ns_;
 };
 
-//! Creators for getPluginCreators(); filled by DYNCONV_REGISTER_CREATOR at load time.
-std::vector<nvinfer1::IPluginCreator*>& creator_list();
-bool list_creator(nvinfer1::IPluginCreator* creator);
-
 } // namespace dynconv
-
-//! Register with TensorRT's global registry (dlopen route) and list for IPluginRegistry::loadLibrary.
-#define DYNCONV_REGISTER_CREATOR(Creator)  \
-    REGISTER_TENSORRT_PLUGIN(Creator);     \
-    static const bool dynconv_listed_##Creator = ::dynconv::list_creator(new Creator())

@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "common/math_common.h"
+#include "common/trace.h"
 
 namespace dynconv {
 
@@ -18,6 +19,9 @@ template <int BM_, int BN_, int TM_, int TN_>
 struct GemmTile {
     static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, BK = 16;
     static constexpr int TY = BM / TM, TX = BN / TN, kThreads = TX * TY;
+    // __launch_bounds__ minimum blocks per SM: 64 accumulators per thread need more than the 128 registers
+    // ptxas allots for 2 blocks (it would spill), so those tiles run one block per SM
+    static constexpr int kMinBlocks = TM * TN >= 64 ? 1 : 2;
     static_assert(kThreads == 256, "the tiled kernels use 256 threads");
     static_assert(TN % 4 == 0 && TM >= 1, "pixel micro-tile read as float4");
 };
@@ -33,9 +37,17 @@ DYNCONV_HD void tile_zero(TileAcc<Cfg>& acc) {
         for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = 0.f;
 }
 
-//! acc[s][r] += w[kk][ty*TM + s] * x[kk][tx*TN + r] for kk < kc (x: BK x BN samples, w: BK x BM weights).
-template <class Cfg>
-DYNCONV_HD void tile_accumulate(int kc, int t, const float (&x)[Cfg::BK][Cfg::BN], const float (&w)[Cfg::BK][Cfg::BM],
+//! Bytes of the widest aligned vector load of the TM weights of a thread: rows of LDW floats (LDW >= BM:
+//! padded rows break the 16-byte alignment of the row starts).
+template <class Cfg, int LDW>
+constexpr int tile_weight_vector_bytes() {
+    return (LDW % 4 == 0 && Cfg::TM % 4 == 0) ? 16 : (LDW % 2 == 0 && Cfg::TM % 2 == 0) ? 8 : 4;
+}
+
+//! acc[s][r] += w[kk][ty*TM + s] * x[kk][tx*TN + r] for kk < kc (x: BK x BN samples, w: BK x BM weights in
+//! rows of LDW >= BM floats).
+template <class Cfg, int LDW>
+DYNCONV_HD void tile_accumulate(int kc, int t, const float (&x)[Cfg::BK][Cfg::BN], const float (&w)[Cfg::BK][LDW],
                                 TileAcc<Cfg>& acc) {
     const int tx = t % Cfg::TX, ty = t / Cfg::TX;
     for (int kk = 0; kk < kc; ++kk) {
@@ -53,12 +65,17 @@ DYNCONV_HD void tile_accumulate(int kc, int t, const float (&x)[Cfg::BK][Cfg::BN
 #pragma unroll
             for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
 #else
+        // The GPU reads the pixel micro-tile as float4 and the TM weights as one TM*4-byte vector.
+        for (int r = 0; r < Cfg::TN; r += 4) DYNCONV_TRACE_ACCESS(kShared, false, &x[kk][tx * Cfg::TN + r], 16);
+        constexpr int vec = tile_weight_vector_bytes<Cfg, LDW>();
+        for (int s = 0; s < Cfg::TM; s += vec / 4) DYNCONV_TRACE_ACCESS(kShared, false, &w[kk][ty * Cfg::TM + s], vec);
         for (int r = 0; r < Cfg::TN; ++r) b[r] = x[kk][tx * Cfg::TN + r];
         for (int s = 0; s < Cfg::TM; ++s) a[s] = w[kk][ty * Cfg::TM + s];
         for (int s = 0; s < Cfg::TM; ++s)
             for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
 #endif
     }
+    trace_count(TraceCounter::kFma, static_cast<long long>(kc) * Cfg::TM * Cfg::TN);
 }
 
 } // namespace dynconv

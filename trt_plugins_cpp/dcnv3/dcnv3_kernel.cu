@@ -148,40 +148,26 @@ int alignment(const void* a, const void* b) {
     return align;
 }
 
-//! Work items that fill the GPU once (resident threads at full occupancy); 256k if the query fails.
-long long target_items() {
-    int dev = 0, sms = 0, threads = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, dev) != cudaSuccess) {
-        (void)cudaGetLastError();  // do not leave the failed query for the launch check
-        return 1LL << 18;
-    }
-    return static_cast<long long>(sms) * threads;
-}
-
 template <typename T, int V, bool kVec>
 cudaError_t launch_v(const T* x, const T* offset, const T* mask, T* out, const Dcnv3Params& p, cudaStream_t stream) {
     const int chunks = (p.group_channels + V - 1) / V;
     const long long total = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group * chunks;
     const unsigned int grid = grid_for(total);
     if (p.kh == 3 && p.kw == 3)
-        dcnv3_kernel<T, V, kVec, 3><<<grid, kThreads, 0, stream>>>(x, offset, mask, out, p, chunks, total);
-    else
-        dcnv3_kernel<T, V, kVec, 0><<<grid, kThreads, 0, stream>>>(x, offset, mask, out, p, chunks, total);
-    return checked_launch();
+        return launch_kernel(dcnv3_kernel<T, V, kVec, 3>, grid, kThreads, stream, x, offset, mask, out, p, chunks, total);
+    return launch_kernel(dcnv3_kernel<T, V, kVec, 0>, grid, kThreads, stream, x, offset, mask, out, p, chunks, total);
 }
 
 template <typename T>
 cudaError_t launch(const void* xv, const void* offv, const void* maskv, void* outv, const Dcnv3Params& p,
-                   cudaStream_t stream) {
+                   long long target_items, cudaStream_t stream) {
     const long long slots = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group;
     if (slots == 0 || p.group_channels == 0) return cudaSuccess;
     const T* x = static_cast<const T*>(xv);
     const T* off = static_cast<const T*>(offv);
     const T* mask = static_cast<const T*>(maskv);
     T* out = static_cast<T*>(outv);
-    const Dcnv3Plan plan = dcnv3_plan(p.group_channels, int(sizeof(T)), alignment(xv, outv), slots, target_items());
+    const Dcnv3Plan plan = dcnv3_plan(p.group_channels, int(sizeof(T)), alignment(xv, outv), slots, target_items);
     if (plan.vec) {
         if constexpr (sizeof(T) == 2) {
             if (plan.v == 8) return launch_v<T, 8, true>(x, off, mask, out, p, stream);
@@ -196,9 +182,9 @@ cudaError_t launch(const void* xv, const void* offv, const void* maskv, void* ou
 } // namespace
 
 cudaError_t dcnv3_forward(const void* x, const void* offset, const void* mask, void* out, const Dcnv3Params& p,
-                          IoType type, cudaStream_t stream) {
-    return type == IoType::kFloat16 ? launch<__half>(x, offset, mask, out, p, stream)
-                                    : launch<float>(x, offset, mask, out, p, stream);
+                          IoType type, long long target_items, cudaStream_t stream) {
+    return type == IoType::kFloat16 ? launch<__half>(x, offset, mask, out, p, target_items, stream)
+                                    : launch<float>(x, offset, mask, out, p, target_items, stream);
 }
 
 } // namespace dynconv

@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "common/math_common.h"
+#include "common/trace.h"
 
 namespace dynconv {
 
@@ -31,6 +32,30 @@ struct Dcnv3Params {
 
 //! Points per group.
 DYNCONV_HD int dcnv3_points(int kh, int kw, int remove_center) { return kh * kw - remove_center; }
+
+//! The (x, y) offset pair at p: one 2-element load where p is aligned to it (always, for an aligned offset
+//! tensor: pairs start at even elements), else two scalar loads.
+template <typename T>
+DYNCONV_HD void dcnv3_offset_pair(const T* p, float& x, float& y) {
+#if defined(__CUDA_ARCH__)
+    if ((reinterpret_cast<unsigned long long>(p) & (2 * sizeof(T) - 1)) == 0) {
+        if constexpr (sizeof(T) == 2) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(p));
+            x = f.x; y = f.y;
+        } else {
+            const float2 f = *reinterpret_cast<const float2*>(p);
+            x = f.x; y = f.y;
+        }
+        return;
+    }
+    x = to_float(p[0]);
+    y = to_float(p[1]);
+#else
+    DYNCONV_TRACE_ACCESS(kGlobal, false, p, int(2 * sizeof(T)));
+    x = to_float(p[0]);
+    y = to_float(p[1]);
+#endif
+}
 
 //! Accumulates, for V channels of one group at one output pixel, sum_p mask_p * bilinear_p into acc.
 //!   xg:  input + n*H*W*C + g*Cg + c0   (channel c0 of group g at pixel (0,0) of image n)
@@ -61,10 +86,13 @@ DYNCONV_HD void dcnv3_gather(const T* xg, const T* off, const T* msk, const Dcnv
 #endif
         for (int j = 0; j < kh; ++j) {
             if (p.remove_center && i == ci && j == cj) continue;
-            const float lx = base_x + (grid_x + to_float(off[2 * pt])) * p.offset_scale;
-            const float ly = base_y + (static_cast<float>(j * p.dh - half_h) + to_float(off[2 * pt + 1])) * p.offset_scale;
-            const float m = to_float(msk[pt]);
+            float dx, dy;
+            dcnv3_offset_pair(off + 2 * pt, dx, dy);
+            const float lx = base_x + (grid_x + dx) * p.offset_scale;
+            const float ly = base_y + (static_cast<float>(j * p.dh - half_h) + dy) * p.offset_scale;
+            const float m = to_float(DYNCONV_LDG(msk + pt));
             ++pt;
+            trace_count(TraceCounter::kSamples, 1);
             if (!(ly > -1.f && lx > -1.f && ly < fH && lx < fW)) continue;  // also drops NaN locations
             const float fy = floorf(ly), fx = floorf(lx);
             const int y0 = static_cast<int>(fy), x0 = static_cast<int>(fx);

@@ -9,7 +9,7 @@ namespace dynconv {
 namespace {
 
 template <class Cfg, typename T>
-__global__ void __launch_bounds__(Cfg::kThreads) deform_conv_kernel(DeformConvParams p, DcPtrs<T> io) {
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) deform_conv_kernel(DeformConvParams p, DcPtrs<T> io) {
     __shared__ DcSmem<Cfg> sm;
     GpuBlockExec<DcAcc<Cfg>> ex;
     deform_conv_block<Cfg, T>(p, io, int(blockIdx.x), int(blockIdx.y), sm, ex);
@@ -29,8 +29,7 @@ cudaError_t launch(void (*kernel)(DeformConvParams, DcPtrs<T>), const DcPtrs<T>&
     const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
     if (gx == 0 || gy == 0) return cudaSuccess;
     if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
-    kernel<<<dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, 0, stream>>>(p, io);
-    return checked_launch();
+    return launch_kernel(kernel, dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, stream, p, io);
 }
 
 template <typename T>
@@ -39,6 +38,8 @@ cudaError_t launch_choice(DcKernel kernel, const DcPtrs<T>& io, const DeformConv
 template <>
 cudaError_t launch_choice<float>(DcKernel kernel, const DcPtrs<float>& io, const DeformConvParams& p, cudaStream_t stream) {
     switch (kernel) {
+    case DcKernel::kFma256: return launch<DcTile256>(deform_conv_kernel<DcTile256, float>, io, p, stream);
+    case DcKernel::kFma128: return launch<DcTile128>(deform_conv_kernel<DcTile128, float>, io, p, stream);
     case DcKernel::kFmaLarge: return launch<DcTileLarge>(deform_conv_kernel<DcTileLarge, float>, io, p, stream);
     case DcKernel::kFmaMedium: return launch<DcTileMedium>(deform_conv_kernel<DcTileMedium, float>, io, p, stream);
     case DcKernel::kFmaSmall: return launch<DcTileSmall>(deform_conv_kernel<DcTileSmall, float>, io, p, stream);
@@ -49,6 +50,8 @@ cudaError_t launch_choice<float>(DcKernel kernel, const DcPtrs<float>& io, const
 template <>
 cudaError_t launch_choice<__half>(DcKernel kernel, const DcPtrs<__half>& io, const DeformConvParams& p, cudaStream_t stream) {
     switch (kernel) {
+    case DcKernel::kFma256: return launch<DcTile256>(deform_conv_kernel<DcTile256, __half>, io, p, stream);
+    case DcKernel::kFma128: return launch<DcTile128>(deform_conv_kernel<DcTile128, __half>, io, p, stream);
     case DcKernel::kFmaLarge: return launch<DcTileLarge>(deform_conv_kernel<DcTileLarge, __half>, io, p, stream);
     case DcKernel::kFmaMedium: return launch<DcTileMedium>(deform_conv_kernel<DcTileMedium, __half>, io, p, stream);
     case DcKernel::kFmaSmall: return launch<DcTileSmall>(deform_conv_kernel<DcTileSmall, __half>, io, p, stream);

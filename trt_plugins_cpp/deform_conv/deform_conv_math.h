@@ -23,6 +23,7 @@
 
 #include "common/math_common.h"
 #include "common/tile_gemm.h"
+#include "common/trace.h"
 
 namespace dynconv {
 
@@ -61,7 +62,11 @@ DYNCONV_HD int dc_min(int a, int b) { return a < b ? a : b; }
 
 template <int BM, int BN, int TM, int TN>
 using DcTile = GemmTile<BM, BN, TM, TN>;
-using DcTileLarge = DcTile<64, 64, 4, 4>;    // Cout/groups > 16
+// One block covers all the output channels of its pixels up to 256 per group, so each bilinear sample is
+// computed once per launch (ceil(Cout/groups / 256) times beyond that).
+using DcTile256 = DcTile<256, 64, 16, 4>;  // Cout/groups > 128
+using DcTile128 = DcTile<128, 64, 8, 4>;   // 64 < Cout/groups <= 128
+using DcTileLarge = DcTile<64, 64, 4, 4>;  // 16 < Cout/groups <= 64
 using DcTileMedium = DcTile<16, 128, 2, 4>;  // 4 < Cout/groups <= 16
 using DcTileSmall = DcTile<4, 256, 1, 4>;    // Cout/groups <= 4 (depthwise-like)
 template <class Cfg>
@@ -109,8 +114,8 @@ DYNCONV_HD void dc_descriptors(const DeformConvParams& p, const DcPtrs<T>& io, i
     const long long hw_out = static_cast<long long>(p.Ho) * p.Wo;
     const long long q = static_cast<long long>(p0) + t;
     if (q >= p.N * hw_out) {
-        sm.img[t] = -1;
-        for (int c = 0; c < 4; ++c) { sm.tidx[c][t] = -1; sm.tw[c][t] = 0.f; }
+        DYNCONV_STS(&sm.img[t], -1);
+        for (int c = 0; c < 4; ++c) { DYNCONV_STS(&sm.tidx[c][t], -1); DYNCONV_STS(&sm.tw[c][t], 0.f); }
         return;
     }
     const int n = int(q / hw_out);
@@ -120,40 +125,66 @@ DYNCONV_HD void dc_descriptors(const DeformConvParams& p, const DcPtrs<T>& io, i
     const int taps = p.kh * p.kw;
     const long long ch = static_cast<long long>(og) * taps + tap;  // q channel of (offset group, tap)
     const T* off = io.offset + (static_cast<long long>(n) * 2 * p.offset_groups * taps + 2 * ch) * hw_out + rem;
-    const float dy = to_float(off[0]);
-    const float dx = to_float(off[hw_out]);
-    const float m = p.with_mask ? to_float(io.mask[(static_cast<long long>(n) * p.offset_groups * taps + ch) * hw_out + rem])
+    const float dy = to_float(DYNCONV_LDG(off));
+    const float dx = to_float(DYNCONV_LDG(off + hw_out));
+    const float m = p.with_mask ? to_float(DYNCONV_LDG(io.mask + (static_cast<long long>(n) * p.offset_groups * taps + ch) * hw_out + rem))
                                 : 1.f;
     const float y = float(i * p.sh - p.ph + u * p.dh) + dy;
     const float x = float(j * p.sw - p.pw + v * p.dw) + dx;
     const BilinearTap b = bilinear_tap(p.H, p.W, y, x, m);
-    sm.img[t] = n;
-    for (int c = 0; c < 4; ++c) { sm.tidx[c][t] = b.idx[c]; sm.tw[c][t] = b.w[c]; }
+    trace_count(TraceCounter::kDescriptors, 1);
+    DYNCONV_STS(&sm.img[t], n);
+    for (int c = 0; c < 4; ++c) { DYNCONV_STS(&sm.tidx[c][t], b.idx[c]); DYNCONV_STS(&sm.tw[c][t], b.w[c]); }
 }
 
-//! Modulated bilinear sample of input channel c at the tile's pixel pp, from the descriptors in sm
-//! (0 for a pixel past the end).
-template <typename T, class Smem>
-DYNCONV_HD float dc_sample(const DeformConvParams& p, const DcPtrs<T>& io, const Smem& sm, int c, int pp) {
-    const int n = sm.img[pp];
-    if (n < 0) return 0.f;
-    const T* xp = io.x + (static_cast<long long>(n) * p.Cin + c) * static_cast<long long>(p.H) * p.W;
-    float val = 0.f;
+//! One pixel's bilinear descriptor (image, 4 corner offsets, 4 weights), held in registers.
+struct DcPixelTap {
+    int n;  // -1: pixel past the end
+    int idx[4];
+    float w[4];
+};
+
+template <class Smem>
+DYNCONV_HD DcPixelTap dc_load_descriptor(const Smem& sm, int pp) {
+    DcPixelTap d;
+    d.n = DYNCONV_LDS(&sm.img[pp]);
     for (int q = 0; q < 4; ++q) {
-        const int id = sm.tidx[q][pp];
-        if (id >= 0) val += sm.tw[q][pp] * to_float(xp[id]);
+        d.idx[q] = DYNCONV_LDS(&sm.tidx[q][pp]);
+        d.w[q] = DYNCONV_LDS(&sm.tw[q][pp]);
     }
+    return d;
+}
+
+//! Modulated bilinear sample of input channel c at a pixel with descriptor d (0 for a pixel past the end).
+template <typename T>
+DYNCONV_HD float dc_sample(const DeformConvParams& p, const DcPtrs<T>& io, const DcPixelTap& d, int c) {
+    if (d.n < 0) return 0.f;
+    trace_count(TraceCounter::kSamples, 1);
+    const T* xp = io.x + (static_cast<long long>(d.n) * p.Cin + c) * static_cast<long long>(p.H) * p.W;
+    float val = 0.f;
+    for (int q = 0; q < 4; ++q)  // w = 0 where idx < 0
+        val += d.w[q] * to_float(DYNCONV_LDG_GATHER_IF(d.idx[q] >= 0, xp + d.idx[q], T()));
     return val;
+}
+
+//! Samples S[kk][pp] of channels c0 .. c0+kc-1 (0 past kc) through store(kk, pp, value). Thread t keeps
+//! pixel pp = t % BN (consecutive threads: consecutive pixels) and reads its descriptor from shared
+//! memory once for its BK * BN / kThreads channels.
+template <class Cfg, typename T, class Smem, class Store>
+DYNCONV_HD void dc_fill_samples(const DeformConvParams& p, const DcPtrs<T>& io, int c0, int kc, int t, const Smem& sm,
+                                Store&& store) {
+    static_assert(Cfg::kThreads % Cfg::BN == 0, "each thread samples one pixel of the tile");
+    const int pp = t % Cfg::BN;
+    const DcPixelTap d = dc_load_descriptor(sm, pp);
+    for (int kk = t / Cfg::BN; kk < Cfg::BK; kk += Cfg::kThreads / Cfg::BN)
+        store(kk, pp, kk < kc ? dc_sample(p, io, d, c0 + kk) : 0.f);
 }
 
 //! Phase 2: sample channels c0 .. c0+kc-1 at every pixel of the tile (S) and load their weights (W).
 template <class Cfg, typename T>
 DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, int g, int o0, int tap, int c0, int kc, int t,
                         DcSmem<Cfg>& sm) {
-    for (int e = t; e < Cfg::BK * Cfg::BN; e += Cfg::kThreads) {
-        const int kk = e / Cfg::BN, pp = e % Cfg::BN;  // consecutive threads: consecutive pixels
-        sm.s[kk][pp] = kk < kc ? dc_sample(p, io, sm, c0 + kk, pp) : 0.f;
-    }
+    dc_fill_samples<Cfg>(p, io, c0, kc, t, sm, [&](int kk, int pp, float v) { DYNCONV_STS(&sm.s[kk][pp], v); });
     const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, taps = p.kh * p.kw;
     for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {
         const int kk = e / Cfg::BM, mm = e % Cfg::BM;
@@ -161,9 +192,9 @@ DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, int g, i
         if (kk < kc && o0 + mm < cog) {
             const long long o = static_cast<long long>(g) * cog + o0 + mm;
             const int cl = c0 - g * cg + kk;  // channel inside the group
-            val = to_float(io.weight[(o * cg + cl) * taps + tap]);
+            val = to_float(DYNCONV_LDG(io.weight + (o * cg + cl) * taps + tap));
         }
-        sm.w[kk][mm] = val;
+        DYNCONV_STS(&sm.w[kk][mm], val);
     }
 }
 
@@ -179,12 +210,12 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
         const int ol = o0 + ty * Cfg::TM + s;
         if (ol >= cog) continue;
         const long long o = static_cast<long long>(g) * cog + ol;
-        const float b = p.with_bias ? to_float(io.bias[o]) : 0.f;
+        const float b = p.with_bias ? to_float(DYNCONV_LDG(io.bias + o)) : 0.f;
         for (int r = 0; r < Cfg::TN; ++r) {
             const long long q = static_cast<long long>(p0) + tx * Cfg::TN + r;
             if (q >= total) continue;
             const long long n = q / hw_out, rem = q - n * hw_out;
-            io.out[(n * p.Cout + o) * hw_out + rem] = from_float<T>(acc.v[s][r] + b);
+            DYNCONV_STG(io.out + (n * p.Cout + o) * hw_out + rem, from_float<T>(acc.v[s][r] + b));
         }
     }
 }

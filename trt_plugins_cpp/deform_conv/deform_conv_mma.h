@@ -25,7 +25,9 @@ constexpr int kDcMmaMaxTaps = 9;  // the weight slab (BM x 16 x taps FP16) must 
 //! Block tile of the MMA path (common/mma_tile.h) plus the weight slab of one chunk.
 template <int BM_, int BN_>
 struct DcMmaTile : MmaTile<BM_, BN_> {
-    static constexpr int SLAB = MmaTile<BM_, BN_>::BK * kDcMmaMaxTaps;
+    // +2 halves: an odd row stride in 4-byte words, so the per-tap re-layout (32 rows m, one column) hits
+    // 32 different banks (kDcMmaMaxTaps * 16 halves = 72 words would put 8 rows in each bank: 8-way)
+    static constexpr int SLAB = MmaTile<BM_, BN_>::BK * kDcMmaMaxTaps + 2;
     static_assert(BN_ <= MmaTile<BM_, BN_>::kThreads, "one thread per pixel computes the bilinear descriptors");
 };
 using DcMmaTileWide = DcMmaTile<128, 64>;  // Cout/groups >= 128
@@ -34,7 +36,7 @@ using DcMmaTileTall = DcMmaTile<64, 128>;  // 32 <= Cout/groups < 128
 template <class Cfg>
 struct DcMmaSmem {
     union {
-        alignas(32) MmaHalf slab[Cfg::BM][Cfg::SLAB];  // weights of the chunk: [o][c * taps + tap]
+        alignas(32) MmaHalf slab[Cfg::BM][Cfg::SLAB];  // weights of the chunk: [o][c * taps + tap] (+ padding)
         alignas(32) float stage[Cfg::BM][Cfg::LDO];    // epilogue: the block's FP32 results
     } u;
     alignas(32) MmaHalf s[Cfg::BK][Cfg::LDS];  // samples of one tap: matrix B (K x N, row-major)
@@ -55,9 +57,9 @@ DYNCONV_HD void dc_mma_load_slab(const DeformConvParams& p, const DcPtrs<T>& io,
         float val = 0.f;
         if (r < valid && o0 + m < cog) {
             const long long o = static_cast<long long>(g) * cog + o0 + m;
-            val = to_float(io.weight[(o * cg + c0l) * taps + r]);
+            val = to_float(DYNCONV_LDG(io.weight + (o * cg + c0l) * taps + r));
         }
-        sm.u.slab[m][r] = to_mma_half(val);
+        DYNCONV_STS(&sm.u.slab[m][r], to_mma_half(val));
     }
 }
 
@@ -65,14 +67,12 @@ DYNCONV_HD void dc_mma_load_slab(const DeformConvParams& p, const DcPtrs<T>& io,
 template <class Cfg, typename T>
 DYNCONV_HD void dc_mma_fill(const DeformConvParams& p, const DcPtrs<T>& io, int tap, int c0, int kc, int t,
                             DcMmaSmem<Cfg>& sm) {
-    for (int e = t; e < Cfg::BK * Cfg::BN; e += Cfg::kThreads) {
-        const int kk = e / Cfg::BN, pp = e % Cfg::BN;  // consecutive threads: consecutive pixels
-        sm.s[kk][pp] = to_mma_half(kk < kc ? dc_sample(p, io, sm, c0 + kk, pp) : 0.f);
-    }
+    dc_fill_samples<Cfg>(p, io, c0, kc, t, sm,
+                         [&](int kk, int pp, float v) { DYNCONV_STS(&sm.s[kk][pp], to_mma_half(v)); });
     const int taps = p.kh * p.kw;
     for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {
         const int kk = e / Cfg::BM, m = e % Cfg::BM;
-        sm.w[kk][m] = sm.u.slab[m][kk * taps + tap];  // zero past kc (the slab is zero there)
+        DYNCONV_STS(&sm.w[kk][m], DYNCONV_LDS(&sm.u.slab[m][kk * taps + tap]));  // zero past kc (the slab is zero there)
     }
 }
 
@@ -89,8 +89,8 @@ DYNCONV_HD void dc_mma_store(const DeformConvParams& p, const DcPtrs<T>& io, int
         if (o0 + m >= cog || q >= total) continue;
         const long long o = static_cast<long long>(g) * cog + o0 + m;
         const long long n = q / hw_out, rem = q - n * hw_out;
-        const float b = p.with_bias ? to_float(io.bias[o]) : 0.f;
-        io.out[(n * p.Cout + o) * hw_out + rem] = from_float<T>(sm.u.stage[m][pp] + b);
+        const float b = p.with_bias ? to_float(DYNCONV_LDG(io.bias + o)) : 0.f;
+        DYNCONV_STG(io.out + (n * p.Cout + o) * hw_out + rem, from_float<T>(DYNCONV_LDS(&sm.u.stage[m][pp]) + b));
     }
 }
 
@@ -129,11 +129,13 @@ DYNCONV_HD void deform_conv_mma_block(const DeformConvParams& p, const DcPtrs<T>
 
 //! Which tile config runs a problem: the MMA path for FP16 I/O with >= 32 output channels per group and at
 //! most kDcMmaMaxTaps taps; otherwise the FP32-FMA tile sized for the output channels per group.
-enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kMmaWide, kMmaTall };
+enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kMmaWide, kMmaTall, kFma128, kFma256 };
 
 DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io) {
     const int cog = p.Cout / p.groups;
     if (fp16_io && cog >= 32 && p.kh * p.kw <= kDcMmaMaxTaps) return cog >= 128 ? DcKernel::kMmaWide : DcKernel::kMmaTall;
+    if (cog > 128) return DcKernel::kFma256;
+    if (cog > 64) return DcKernel::kFma128;
     return cog > 16 ? DcKernel::kFmaLarge : cog > 4 ? DcKernel::kFmaMedium : DcKernel::kFmaSmall;
 }
 

@@ -18,9 +18,9 @@ __global__ void __launch_bounds__(kDrChunk) drconv_count_kernel(DrconvParams p, 
 }
 
 __global__ void __launch_bounds__(kDrChunk) drconv_scan_kernel(DrconvParams p, DrLists l, int bn) {
-    dr_scan_chunks(p, l, int(threadIdx.x));
-    __syncthreads();
-    dr_scan_pairs(p, l, bn, int(threadIdx.x));
+    __shared__ DrScanSmem sm;
+    GpuBlockExec<DrNoAcc> ex;
+    dr_scan_block(p, l, bn, sm, ex);
 }
 
 __global__ void __launch_bounds__(kDrChunk) drconv_scatter_kernel(DrconvParams p, DrLists l) {
@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kDrChunk) drconv_scatter_kernel(DrconvParams p
 }
 
 template <class Cfg, typename T>
-__global__ void __launch_bounds__(Cfg::kThreads) drconv_gemm_kernel(DrconvParams p, const T* __restrict__ x,
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) drconv_gemm_kernel(DrconvParams p, const T* __restrict__ x,
                                                                     const T* __restrict__ filters, T* __restrict__ out,
                                                                     DrLists l) {
     __shared__ DrGemmSmem<Cfg> sm;
@@ -54,12 +54,9 @@ cudaError_t list_pixels(const T* guide, const DrLists& l, const DrconvParams& p,
     const long long chunks = drconv_chunks(p);
     if (chunks > 0x7fffffffLL || p.N > 65535) return cudaErrorInvalidConfiguration;
     const dim3 grid(unsigned(chunks), unsigned(p.N));
-    drconv_count_kernel<T><<<grid, kDrChunk, 0, stream>>>(p, guide, l);
-    DYNCONV_CUDA_TRY(checked_launch());
-    drconv_scan_kernel<<<1, kDrChunk, 0, stream>>>(p, l, bn);
-    DYNCONV_CUDA_TRY(checked_launch());
-    drconv_scatter_kernel<<<grid, kDrChunk, 0, stream>>>(p, l);
-    return checked_launch();
+    DYNCONV_CUDA_TRY(launch_kernel(drconv_count_kernel<T>, grid, kDrChunk, stream, p, guide, l));
+    DYNCONV_CUDA_TRY(launch_kernel(drconv_scan_kernel, 1, kDrChunk, stream, p, l, bn));
+    return launch_kernel(drconv_scatter_kernel, grid, kDrChunk, stream, p, l);
 }
 
 //! Launches `kernel` (a GEMM block body of tile Cfg) over all possible list tiles x output-channel tiles.
@@ -68,8 +65,7 @@ cudaError_t launch(void (*kernel)(DrconvParams, const T*, const T*, T*, DrLists)
                    const DrLists& l, const DrconvParams& p, cudaStream_t stream) {
     const long long gx = drconv_max_tiles(p, Cfg::BN), gy = (p.O + Cfg::BM - 1) / Cfg::BM;
     if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
-    kernel<<<dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, 0, stream>>>(p, x, filters, out, l);
-    return checked_launch();
+    return launch_kernel(kernel, dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, stream, p, x, filters, out, l);
 }
 
 template <typename T>

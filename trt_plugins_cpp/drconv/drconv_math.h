@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common/math_common.h"
+#include "common/trace.h"
 
 namespace dynconv {
 
@@ -18,9 +19,9 @@ DYNCONV_HD int drconv_region(const T* guide, const DrconvParams& p, int n, int i
     const long long hw = static_cast<long long>(p.Ho) * p.Wo;
     const T* g = guide + static_cast<long long>(n) * p.m * hw + static_cast<long long>(i) * p.Wo + j;
     int best = 0;
-    float vbest = to_float(g[0]);
+    float vbest = to_float(DYNCONV_LDG(g));
     for (int t = 1; t < p.m; ++t) {
-        const float v = to_float(g[t * hw]);
+        const float v = to_float(DYNCONV_LDG(g + t * hw));
         if (v > vbest) { vbest = v; best = t; }
     }
     return best;

@@ -47,9 +47,9 @@ void list_pixels(const DrconvParams& p, const float* guide, const DrLists& l, in
             ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, l, int(c), n, t, sm); });
             ex.each([&](int t, NoAcc&) { dr_chunk_count(p, l, int(c), n, t, sm); });
         }
-    ListExec scan;
-    scan.each([&](int t, NoAcc&) { dr_scan_chunks(p, l, t); });
-    scan.each([&](int t, NoAcc&) { dr_scan_pairs(p, l, bn, t); });
+    CpuBlockExec<DrNoAcc, kDrChunk> scan;
+    auto scan_sm = std::make_unique<DrScanSmem>();
+    dr_scan_block(p, l, bn, *scan_sm, scan);
     for (int n = 0; n < p.N; ++n)
         for (long long c = 0; c < chunks; ++c) {
             ListExec ex;

@@ -16,6 +16,7 @@
 
 #include "common/mma_tile.h"
 #include "common/tile_gemm.h"
+#include "common/trace.h"
 #include "drconv/drconv_math.h"
 
 namespace dynconv {
@@ -99,15 +100,15 @@ DYNCONV_HD void dr_chunk_regions(const DrconvParams& p, const T* guide, const Dr
     int r = -1;
     if (q < hw) {
         r = drconv_region(guide, p, n, int(q / p.Wo), int(q % p.Wo));
-        l.region[n * hw + q] = r;
+        DYNCONV_STG(l.region + n * hw + q, r);
     }
-    sm.region[t] = r;
+    DYNCONV_STS(&sm.region[t], r);
 }
 
 //! Pass 3: the regions pass 1 recorded for the chunk.
 DYNCONV_HD void dr_chunk_recall(const DrconvParams& p, const DrLists& l, int chunk, int n, int t, DrChunkSmem& sm) {
     const long long q = static_cast<long long>(chunk) * kDrChunk + t, hw = static_cast<long long>(p.Ho) * p.Wo;
-    sm.region[t] = q < hw ? l.region[n * hw + q] : -1;
+    DYNCONV_STS(&sm.region[t], DYNCONV_LDG_IF(q < hw, l.region + n * hw + q, -1));
 }
 
 //! Pass 1, after dr_chunk_regions: thread t counts region t (and t + 256, ...) in the chunk.
@@ -115,21 +116,21 @@ DYNCONV_HD void dr_chunk_count(const DrconvParams& p, const DrLists& l, int chun
     const long long chunks = drconv_chunks(p);
     for (int r = t; r < p.m; r += kDrChunk) {
         int c = 0;
-        for (int k = 0; k < kDrChunk; ++k) c += sm.region[k] == r;
-        l.chunk[(static_cast<long long>(n) * p.m + r) * chunks + chunk] = c;
+        for (int k = 0; k < kDrChunk; ++k) c += DYNCONV_LDS(&sm.region[k]) == r;
+        DYNCONV_STG(l.chunk + (static_cast<long long>(n) * p.m + r) * chunks + chunk, c);
     }
 }
 
 //! Pass 3, after dr_chunk_recall: pixel t of the chunk goes to its region's list, after the chunk's
 //! earlier pixels of the same region (a stable order).
 DYNCONV_HD void dr_chunk_scatter(const DrconvParams& p, const DrLists& l, int chunk, int n, int t, const DrChunkSmem& sm) {
-    const int r = sm.region[t];
+    const int r = DYNCONV_LDS(&sm.region[t]);
     if (r < 0) return;
     int rank = 0;
-    for (int k = 0; k < t; ++k) rank += sm.region[k] == r;
+    for (int k = 0; k < t; ++k) rank += DYNCONV_LDS(&sm.region[k]) == r;
     const long long pair = static_cast<long long>(n) * p.m + r;
-    const long long slot = l.start[pair] + l.chunk[pair * drconv_chunks(p) + chunk] + rank;
-    l.pixels[static_cast<long long>(n) * p.Ho * p.Wo + slot] = chunk * kDrChunk + t;
+    const long long slot = DYNCONV_LDG(l.start + pair) + DYNCONV_LDG(l.chunk + pair * drconv_chunks(p) + chunk) + rank;
+    DYNCONV_STG(l.pixels + static_cast<long long>(n) * p.Ho * p.Wo + slot, chunk * kDrChunk + t);
 }
 
 // ---- pass 2: scans (one block) ---------------------------------------------------------------------------
@@ -140,38 +141,89 @@ DYNCONV_HD void dr_scan_chunks(const DrconvParams& p, const DrLists& l, int t) {
     for (long long e = t; e < pairs; e += kDrChunk) {
         int base = 0;
         for (long long c = 0; c < chunks; ++c) {
-            const int v = l.chunk[e * chunks + c];
-            l.chunk[e * chunks + c] = base;
+            const int v = DYNCONV_LDG(l.chunk + e * chunks + c);
+            DYNCONV_STG(l.chunk + e * chunks + c, base);
             base += v;
         }
-        l.count[e] = base;
+        DYNCONV_STG(l.count + e, base);
     }
 }
 
-//! Phase 2, thread 0: region starts inside each sample's list and the tile prefix over all pairs.
-DYNCONV_HD void dr_scan_pairs(const DrconvParams& p, const DrLists& l, int bn, int t) {
-    if (t != 0) return;
-    int tiles = 0;
-    for (int n = 0; n < p.N; ++n) {
-        int start = 0;
-        for (int r = 0; r < p.m; ++r) {
-            const long long e = static_cast<long long>(n) * p.m + r;
-            l.start[e] = start;
-            l.tiles[e] = tiles;
-            start += l.count[e];
-            tiles += (l.count[e] + bn - 1) / bn;
+struct DrScanSmem {
+    int pix[2][kDrChunk];    // ping-pong buffers of the block scan: pixels, tiles
+    int tiles[2][kDrChunk];
+    long long carry_pix;     // totals of the earlier rounds
+    int carry_tiles;
+};
+
+struct DrNoAcc {};
+
+//! Region starts inside each sample's list and the tile prefix over all pairs, 256 pairs per round with a
+//! block-wide inclusive (Hillis-Steele) scan of the pixel and tile counts. Every pixel has one region, so
+//! the pixels before pair e = n*m + r in all samples minus the n*Ho*Wo of the earlier samples is r's start
+//! in sample n's list.
+template <class Exec>
+DYNCONV_HD void dr_scan_pairs(const DrconvParams& p, const DrLists& l, int bn, DrScanSmem& sm, Exec& ex) {
+    const long long pairs = static_cast<long long>(p.N) * p.m, hw = static_cast<long long>(p.Ho) * p.Wo;
+    ex.each([&](int t, DrNoAcc&) {
+        if (t == 0) { sm.carry_pix = 0; sm.carry_tiles = 0; }
+    });
+    for (long long base = 0; base < pairs; base += kDrChunk) {
+        ex.each([&](int t, DrNoAcc&) {
+            const int count = DYNCONV_LDG_IF(base + t < pairs, l.count + base + t, 0);
+            DYNCONV_STS(&sm.pix[0][t], count);
+            DYNCONV_STS(&sm.tiles[0][t], (count + bn - 1) / bn);
+        });
+        int src = 0;
+        for (int d = 1; d < kDrChunk; d *= 2, src ^= 1) {
+            ex.sync();
+            ex.each([&](int t, DrNoAcc&) {
+                const bool add = t >= d;
+                DYNCONV_STS(&sm.pix[src ^ 1][t], DYNCONV_LDS(&sm.pix[src][t]) + (add ? DYNCONV_LDS(&sm.pix[src][t - d]) : 0));
+                DYNCONV_STS(&sm.tiles[src ^ 1][t],
+                            DYNCONV_LDS(&sm.tiles[src][t]) + (add ? DYNCONV_LDS(&sm.tiles[src][t - d]) : 0));
+            });
         }
+        ex.sync();
+        ex.each([&](int t, DrNoAcc&) {  // inclusive -> exclusive: subtract the pair's own count
+            const long long e = base + t;
+            if (e >= pairs) return;
+            const int count = DYNCONV_LDG(l.count + e);
+            const long long before = sm.carry_pix + DYNCONV_LDS(&sm.pix[src][t]) - count;
+            DYNCONV_STG(l.start + e, int(before - (e / p.m) * hw));
+            DYNCONV_STG(l.tiles + e, sm.carry_tiles + DYNCONV_LDS(&sm.tiles[src][t]) - (count + bn - 1) / bn);
+        });
+        ex.sync();
+        ex.each([&](int t, DrNoAcc&) {
+            if (t == kDrChunk - 1) {
+                sm.carry_pix += sm.pix[src][t];
+                sm.carry_tiles += sm.tiles[src][t];
+            }
+        });
+        ex.sync();
     }
-    l.tiles[static_cast<long long>(p.N) * p.m] = tiles;
+    ex.each([&](int t, DrNoAcc&) {
+        if (t == 0) DYNCONV_STG(l.tiles + pairs, sm.carry_tiles);
+    });
+}
+
+//! Pass 2 (one block of kDrChunk threads): chunk bases and region counts, then the pair scan.
+template <class Exec>
+DYNCONV_HD void dr_scan_block(const DrconvParams& p, const DrLists& l, int bn, DrScanSmem& sm, Exec& ex) {
+    ex.each([&](int t, DrNoAcc&) { dr_scan_chunks(p, l, t); });
+    ex.sync();
+    dr_scan_pairs(p, l, bn, sm, ex);
 }
 
 // ---- pass 4: the GEMM (block = (tile bx, output-channel tile by)) --------------------------------------
 
 template <class Cfg>
 struct DrGemmSmem {
-    static constexpr int kPadX = 0, kPadW = 0;
-    alignas(16) float x[Cfg::BK][Cfg::BN];  // input samples of the chunk
-    alignas(16) float w[Cfg::BK][Cfg::BM];  // filter values of the chunk
+    // w rows padded by 2 floats: the fill stores a warp's 16 k x 2 filters at banks 2k + m (all distinct;
+    // unpadded, the 16 k of one filter share a bank: 16-way for BM = 64, 8-way for BM = 16)
+    static constexpr int kPadX = 0, kPadW = 2;
+    alignas(16) float x[Cfg::BK][Cfg::BN];           // input samples of the chunk
+    alignas(16) float w[Cfg::BK][Cfg::BM + kPadW];  // filter values of the chunk
     int pix[Cfg::BN];                       // pixel i*Wo + j of each column (-1: none)
     int y0[Cfg::BN], x0[Cfg::BN];           // top-left input position of each column's window
     int n, region, first, len;              // the tile: sample, region, first list slot, pixel count
@@ -211,20 +263,30 @@ DYNCONV_HD void dr_find_tile(const DrconvParams& p, const DrLists& l, int bn, in
 template <class Cfg, class Smem>
 DYNCONV_HD void dr_load_pixels(const DrconvParams& p, const DrLists& l, int t, Smem& sm) {
     if (t >= Cfg::BN) return;
-    const int q = t < sm.len ? l.pixels[static_cast<long long>(sm.n) * p.Ho * p.Wo + sm.first + t] : -1;
-    sm.pix[t] = q;
-    sm.y0[t] = q < 0 ? 0 : (q / p.Wo) * p.sh - p.ph;
-    sm.x0[t] = q < 0 ? 0 : (q % p.Wo) * p.sw - p.pw;
+    const int q = DYNCONV_LDG_IF(t < sm.len, l.pixels + static_cast<long long>(sm.n) * p.Ho * p.Wo + sm.first + t, -1);
+    DYNCONV_STS(&sm.pix[t], q);
+    DYNCONV_STS(&sm.y0[t], q < 0 ? 0 : (q / p.Wo) * p.sh - p.ph);
+    DYNCONV_STS(&sm.x0[t], q < 0 ? 0 : (q % p.Wo) * p.sw - p.pw);
 }
 
-//! Input value of reduction step k (k = c*kh*kw + u*kw + v) at column col (0 outside the image / no pixel).
+//! One GEMM column's pixel (-1: none) and window origin, held in registers.
+struct DrColumn {
+    int pix, y0, x0;
+};
+
+template <class Smem>
+DYNCONV_HD DrColumn dr_load_column(const Smem& sm, int col) {
+    return DrColumn{DYNCONV_LDS(&sm.pix[col]), DYNCONV_LDS(&sm.y0[col]), DYNCONV_LDS(&sm.x0[col])};
+}
+
+//! Input value of reduction step k (k = c*kh*kw + u*kw + v) at a column (0 outside the image / no pixel).
 template <typename T, class Smem>
-DYNCONV_HD float dr_sample(const DrconvParams& p, const T* x, const Smem& sm, int k, int col) {
-    if (sm.pix[col] < 0) return 0.f;
-    const int taps = p.kh * p.kw, c = k / taps, tap = k % taps;
-    const int y = sm.y0[col] + (tap / p.kw) * p.dh, xx = sm.x0[col] + (tap % p.kw) * p.dw;
-    if (y < 0 || y >= p.H || xx < 0 || xx >= p.W) return 0.f;
-    return to_float(x[((static_cast<long long>(sm.n) * p.C + c) * p.H + y) * p.W + xx]);
+DYNCONV_HD float dr_sample(const DrconvParams& p, const T* x, const Smem& sm, const DrColumn& col, int k) {
+    if (col.pix < 0) return 0.f;
+    const int taps = p.kh * p.kw, c = k / taps, tap = k - c * taps, u = tap / p.kw, v = tap - u * p.kw;
+    const int y = col.y0 + u * p.dh, xx = col.x0 + v * p.dw;
+    const bool inside = y >= 0 && y < p.H && xx >= 0 && xx < p.W;
+    return to_float(DYNCONV_LDG_IF(inside, x + ((static_cast<long long>(sm.n) * p.C + c) * p.H + y) * p.W + xx, T()));
 }
 
 //! Reduction steps k0 .. k0+kc-1 into x[kk][col] (samples) and w[kk][mm] (the tile's filters), through
@@ -233,15 +295,18 @@ template <class Cfg, typename T, class Smem, class Elem, class Store>
 DYNCONV_HD void dr_fill(const DrconvParams& p, const T* x, const T* filters, int o0, int k0, int kc, int t, const Smem& sm,
                         Elem (&xs)[Cfg::BK][Cfg::BN + Smem::kPadX], Elem (&ws)[Cfg::BK][Cfg::BM + Smem::kPadW],
                         Store store) {
-    for (int e = t; e < Cfg::BK * Cfg::BN; e += Cfg::kThreads) {
-        const int kk = e / Cfg::BN, col = e % Cfg::BN;  // consecutive threads: consecutive columns
-        xs[kk][col] = store(kk < kc ? dr_sample(p, x, sm, k0 + kk, col) : 0.f);
-    }
+    // thread t keeps column t % BN (consecutive threads: consecutive columns) for its BK * BN / kThreads steps
+    static_assert(Cfg::kThreads % Cfg::BN == 0, "each thread fills one column");
+    const int col = t % Cfg::BN;
+    const DrColumn cd = dr_load_column(sm, col);
+    for (int kk = t / Cfg::BN; kk < Cfg::BK; kk += Cfg::kThreads / Cfg::BN)
+        DYNCONV_STS(&xs[kk][col], store(kk < kc ? dr_sample(p, x, sm, cd, k0 + kk) : 0.f));
     const long long K = static_cast<long long>(p.C) * p.kh * p.kw;
     const T* f = filters + (static_cast<long long>(sm.n) * p.m + sm.region) * p.O * K;
     for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {
         const int mm = e / Cfg::BK, kk = e % Cfg::BK;  // consecutive threads: consecutive k of one filter
-        ws[kk][mm] = store(kk < kc && o0 + mm < p.O ? to_float(f[(o0 + mm) * K + k0 + kk]) : 0.f);
+        const bool valid = kk < kc && o0 + mm < p.O;
+        DYNCONV_STS(&ws[kk][mm], store(to_float(DYNCONV_LDG_IF(valid, f + (o0 + mm) * K + k0 + kk, T()))));
     }
 }
 
@@ -260,8 +325,8 @@ DYNCONV_HD void dr_store(const DrconvParams& p, T* out, int o0, int t, const DrG
         const int o = o0 + ty * Cfg::TM + s;
         if (o >= p.O) continue;
         for (int r = 0; r < Cfg::TN; ++r) {
-            const int q = sm.pix[tx * Cfg::TN + r];
-            if (q >= 0) out[(static_cast<long long>(sm.n) * p.O + o) * hw + q] = from_float<T>(acc.v[s][r]);
+            const int q = DYNCONV_LDS(&sm.pix[tx * Cfg::TN + r]);
+            if (q >= 0) DYNCONV_STG(out + (static_cast<long long>(sm.n) * p.O + o) * hw + q, from_float<T>(acc.v[s][r]));
         }
     }
 }
@@ -295,9 +360,9 @@ DYNCONV_HD void dr_mma_store(const DrconvParams& p, T* out, int o0, int t, const
     const long long hw = static_cast<long long>(p.Ho) * p.Wo;
     for (int e = t; e < Cfg::BM * Cfg::BN; e += Cfg::kThreads) {
         const int m = e / Cfg::BN, col = e % Cfg::BN;  // consecutive threads: consecutive columns
-        const int q = sm.pix[col];
+        const int q = DYNCONV_LDS(&sm.pix[col]);
         if (q >= 0 && o0 + m < p.O)
-            out[(static_cast<long long>(sm.n) * p.O + o0 + m) * hw + q] = from_float<T>(sm.stage[m][col]);
+            DYNCONV_STG(out + (static_cast<long long>(sm.n) * p.O + o0 + m) * hw + q, from_float<T>(DYNCONV_LDS(&sm.stage[m][col])));
     }
 }
 

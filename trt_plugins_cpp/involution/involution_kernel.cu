@@ -7,22 +7,17 @@ namespace {
 template <typename T>
 __global__ void involution_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
                                   InvolutionParams p, int64_t total) {
-    for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total; idx += int64_t(gridDim.x) * blockDim.x) {
-        const int j = int(idx % p.Wo);
-        const int i = int((idx / p.Wo) % p.Ho);
-        const int c = int((idx / (int64_t(p.Wo) * p.Ho)) % p.C);
-        const int n = int(idx / (int64_t(p.Wo) * p.Ho * p.C));
-        out[idx] = from_float<T>(involution_point(x, w, p, n, c, i, j));
-    }
+    const bool narrow = total <= 0xffffffffLL;
+    for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total; idx += int64_t(gridDim.x) * blockDim.x)
+        involution_item(x, w, out, p, idx, narrow);
 }
 
 template <typename T>
 cudaError_t launch(const void* x, const void* w, void* out, const InvolutionParams& p, cudaStream_t stream) {
     const int64_t total = int64_t(p.N) * p.C * p.Ho * p.Wo;
     if (total == 0) return cudaSuccess;
-    involution_kernel<T><<<grid_for(total), kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w),
-                                                                    static_cast<T*>(out), p, total);
-    return checked_launch();
+    return launch_kernel(involution_kernel<T>, grid_for(total), kThreads, stream, static_cast<const T*>(x),
+                         static_cast<const T*>(w), static_cast<T*>(out), p, total);
 }
 
 } // namespace

@@ -1,0 +1,101 @@
+"""The README's benchmark configurations as op inputs (numpy, torch-free), and their compulsory sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+BENCH_SHAPES: list[tuple[int, int, int, int]] = [(1, 256, 100, 152), (8, 128, 28, 28), (32, 64, 56, 56)]
+
+
+@dataclass(frozen=True)
+class BenchOp:
+    label: str        #: table name (dcnv2, dcnv1, dcnv3, ddf, involution, drconv)
+    op: str           #: torch name of the op in the CPU reference
+    yardstick: str    #: "conv" or "depthwise"
+    target: float     #: the README's promised ratio to the yardstick
+    make: Callable[[tuple[int, int, int, int], np.random.Generator], tuple[list[np.ndarray | None], dict[str, Any]]]
+    macs: Callable[[tuple[int, int, int, int]], int]  #: multiply-adds the op's math needs
+
+
+def _randn(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _dcn(mask: bool):
+    def make(shape, rng):
+        n, c, h, w = shape
+        inputs = [_randn(rng, n, c, h, w), _randn(rng, c, c, 3, 3, scale=(9 * c) ** -0.5),
+                  _randn(rng, n, 18, h, w, scale=1.5),
+                  (1 / (1 + np.exp(-_randn(rng, n, 9, h, w)))).astype(np.float32) if mask else None,
+                  _randn(rng, c)]
+        attrs = dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, offset_groups=1,
+                     with_mask=int(mask), with_bias=1)
+        return inputs, attrs
+    return make
+
+
+def _dcnv3(shape, rng):
+    n, c, h, w = shape
+    g = c // 16
+    logits = _randn(rng, n, h, w, g, 9)
+    mask = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    inputs = [_randn(rng, n, h, w, c), _randn(rng, n, h, w, g * 18, scale=1.5), mask.reshape(n, h, w, g * 9)]
+    attrs = dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], group=g, group_channels=16,
+                 offset_scale=1.0, remove_center=0)
+    return inputs, attrs
+
+
+def _ddf(shape, rng):
+    n, c, h, w = shape
+    return [_randn(rng, n, c, h, w), _randn(rng, n, c, 3, 3), _randn(rng, n, 9, h, w)], \
+        dict(kernel_size=3, dilation=1, stride=1, combine="mul")
+
+
+def _involution(shape, rng):
+    n, c, h, w = shape
+    return [_randn(rng, n, c, h, w), _randn(rng, n, (c // 16) * 9, h, w, scale=0.3)], \
+        dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=c // 16)
+
+
+def _drconv(shape, rng):
+    n, c, h, w = shape
+    return [_randn(rng, n, c, h, w), _randn(rng, n, 4, h, w), _randn(rng, n, 4, c, c, 3, 3, scale=(9 * c) ** -0.5)], \
+        dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=4)
+
+
+def _conv_macs(s):
+    return s[0] * s[1] * s[2] * s[3] * s[1] * 9
+
+
+def _dw_macs(s):
+    return s[0] * s[1] * s[2] * s[3] * 9
+
+
+BENCH_OPS: list[BenchOp] = [
+    BenchOp("dcnv2", "deform_conv2d", "conv", 1.5, _dcn(True), _conv_macs),
+    BenchOp("dcnv1", "deform_conv2d", "conv", 1.5, _dcn(False), _conv_macs),
+    BenchOp("dcnv3", "dcnv3", "depthwise", 2.0, _dcnv3, _dw_macs),
+    BenchOp("ddf", "ddf", "depthwise", 1.5, _ddf, _dw_macs),
+    BenchOp("involution", "involution", "depthwise", 1.5, _involution, _dw_macs),
+    BenchOp("drconv", "drconv", "conv", 1.5, _drconv, _conv_macs),
+]
+
+
+def compulsory_bytes(inputs: list[np.ndarray | None], out_elems: int, elem: int) -> int:
+    """Every input read once and the output written once (perfect reuse through L2)."""
+    return elem * (sum(a.size for a in inputs if a is not None) + out_elems)
+
+
+def needed_samples(label: str, shape: tuple[int, int, int, int], kernel: str) -> int | None:
+    """Distinct bilinear samples the op's math needs: (pixel, tap, channel) for DCNv1/v2, (work item, point)
+    for DCNv3 (an item is V channels of one group, V from the kernel name dcnv3_v<V>); None without sampling."""
+    n, c, h, w = shape
+    if label in ("dcnv1", "dcnv2"):
+        return n * h * w * 9 * c
+    if label == "dcnv3":
+        v = int(kernel.split("_v")[1].split("_")[0])
+        return n * h * w * (c // 16) * (-(-16 // v)) * 9
+    return None

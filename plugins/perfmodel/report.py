@@ -1,0 +1,136 @@
+"""Rows of the performance table: per benchmark shape, precision and op, the traced counters and the
+predicted (roofline) time next to the yardstick convolution's bound."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .cases import BENCH_OPS, BENCH_SHAPES, BenchOp, compulsory_bytes, needed_samples
+from .counters import LaunchCounters, trace_op
+from .hardware import H200, ORIN, Gpu
+from .resources import load_table, occupancy
+from .roofline import op_floor, predict_launch, yardstick_bound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Row:
+    op: str
+    kernel: str                 #: the launches, '+'-joined (the dominant one first)
+    precision: str
+    shape: list[int]
+    bank_conflict_factor: float  #: worst hot shared-memory site: wavefronts per ideal wavefront
+    sector_efficiency: float     #: ideal / touched sectors, global accesses other than the bilinear gather
+    sample_redundancy: float | None  #: bilinear samples computed / distinct samples needed
+    occupancy_sm90: float | None
+    occupancy_sm87: float | None
+    registers: int | None
+    spill_bytes: int | None
+    predicted_us: float          #: H200 roofline bound of the op's launches
+    limiter: str
+    predicted_orin_us: float
+    yardstick: str
+    bound_us: float              #: the yardstick's H200 bound
+    ratio: float
+    target: float
+    floor_ratio: float           #: the op's own floor (compulsory bytes, needed work) over the yardstick bound
+    floor_limiter: str
+    note: str
+
+
+def _dram_split(label: str, launches: list[LaunchCounters], shape, total: int) -> list[float]:
+    """Compulsory DRAM bytes per launch: DRConv's listing passes move the guide and int pixel lists, the
+    GEMM the rest; single-launch ops take everything."""
+    if len(launches) == 1:
+        return [float(total)]
+    n, _, h, w = shape
+    ints = 4 * n * h * w
+    split = {"drconv_count": ints, "drconv_scan": 0, "drconv_scatter": 2 * ints}
+    out = [float(split.get(lc.kernel.split("_")[0] + "_" + lc.kernel.split("_")[1], 0)) for lc in launches]
+    out[-1] = float(total + ints)  # the GEMM reads the pixel lists too
+    return out
+
+
+def build_row(bench: BenchOp, shape: tuple[int, int, int, int], fp16: bool, picks: int, res: dict) -> Row:
+    rng = np.random.default_rng(11)
+    inputs, attrs = bench.make(shape, rng)
+    launches = trace_op(bench.op, inputs, attrs, fp16=fp16, picks=picks)
+    elem = 2 if fp16 else 4
+    total = compulsory_bytes(inputs, shape[0] * shape[1] * shape[2] * shape[3], elem)
+    dram = _dram_split(bench.label, launches, shape, total)
+    bounds = [predict_launch(lc, H200, b) for lc, b in zip(launches, dram)]
+    orin = sum(predict_launch(lc, ORIN, b).seconds for lc, b in zip(launches, dram))
+    main = max(range(len(launches)), key=lambda k: bounds[k].seconds)
+    lc = launches[main]
+    prec = "fp16" if fp16 else "fp32"
+    r90 = res.get(f"sm_90/{lc.kernel}/{prec}")
+    r87 = res.get(f"sm_87/{lc.kernel}/{prec}")
+    occ90, occ87 = occupancy(r90, lc.threads, H200), occupancy(r87, lc.threads, ORIN)
+    needed = needed_samples(bench.label, shape, lc.kernel)
+    samples = sum(l.total("samples") for l in launches)
+    plain = [(s, l.scale) for l in launches for s in l.sites if s.space == "global" and not s.gather]
+    units = sum(s.units * k for s, k in plain)
+    yard = yardstick_bound(bench.yardstick, shape, fp16, H200)
+    tensor = lc.mma > 0
+    floor = op_floor(total, bench.macs(shape), tensor, H200)
+    predicted = sum(b.seconds for b in bounds)
+    floor_ratio = floor.seconds / yard.seconds
+    if floor_ratio > bench.target:
+        note = f"target out of reach: the op's own {floor.limiter} floor is {floor_ratio:.2f}x the yardstick"
+    elif predicted / yard.seconds > bench.target:
+        note = f"kernel above target, limited by {bounds[main].limiter}"
+    else:
+        note = "within target"
+    return Row(op=bench.label, kernel="+".join([lc.kernel] + [l.kernel for k, l in enumerate(launches) if k != main]),
+               precision=prec, shape=list(shape), bank_conflict_factor=max(l.bank_conflict_factor() for l in launches),
+               sector_efficiency=sum(s.ideal * k for s, k in plain) / units if units else 1.0,
+               sample_redundancy=samples / needed if needed else None,
+               occupancy_sm90=occ90[1] if occ90 else None, occupancy_sm87=occ87[1] if occ87 else None,
+               registers=r90["registers"] if r90 else None, spill_bytes=r90["spill_bytes"] if r90 else None,
+               predicted_us=predicted * 1e6, limiter=bounds[main].limiter, predicted_orin_us=orin * 1e6,
+               yardstick=bench.yardstick, bound_us=yard.seconds * 1e6, ratio=predicted / yard.seconds,
+               target=bench.target, floor_ratio=floor_ratio, floor_limiter=floor.limiter, note=note)
+
+
+def build_rows(shapes: Sequence[tuple[int, int, int, int]] = BENCH_SHAPES, precisions: Sequence[str] = ("fp16", "fp32"),
+               ops: Sequence[str] | None = None, picks: int = 2) -> list[Row]:
+    res = load_table()
+    rows = []
+    for shape in shapes:
+        for prec in precisions:
+            for bench in BENCH_OPS:
+                if ops and bench.label not in ops:
+                    continue
+                log.info("tracing %s %s %s", bench.label, prec, shape)
+                rows.append(build_row(bench, shape, prec == "fp16", picks, res))
+    return rows
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """One text table per (shape, precision)."""
+    head = (f"{'op':<11}{'kernel':<34}{'conflict':>9}{'sect.eff':>9}{'redund':>8}{'occ90':>7}{'regs':>6}"
+            f"{'pred us':>10}{'limiter':>8}{'bound us':>10}{'ratio':>7}{'target':>7}{'floor':>7}{'orin us':>10}")
+    out: list[str] = []
+    for key in dict.fromkeys((tuple(r.shape), r.precision) for r in rows):
+        out += ["", f"shape {key[0]} {key[1]} (H200 roofline; yardstick: standard / depthwise 3x3 conv)", head]
+        for r in rows:
+            if (tuple(r.shape), r.precision) != key:
+                continue
+            out.append(f"{r.op:<11}{r.kernel[:33]:<34}{r.bank_conflict_factor:>9.2f}{r.sector_efficiency:>9.2f}"
+                       f"{_fmt(r.sample_redundancy, '.2f'):>8}{_fmt(r.occupancy_sm90, '.2f'):>7}{_fmt(r.registers, 'd'):>6}"
+                       f"{r.predicted_us:>10.1f}{r.limiter:>8}{r.bound_us:>10.1f}{r.ratio:>7.2f}{r.target:>7.1f}"
+                       f"{r.floor_ratio:>7.2f}{r.predicted_orin_us:>10.0f}  {r.note}")
+    return "\n".join(out[1:])
+
+
+def rows_json(rows: Sequence[Row]) -> list[dict]:
+    return [asdict(r) for r in rows]

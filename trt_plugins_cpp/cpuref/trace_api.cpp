@@ -1,0 +1,409 @@
+// extern "C" tracing API of libdynconv_cpuref.so (dynconv.plugins.perfmodel): runs a sample of the blocks
+// of each kernel launch an op makes, with the block bodies the CUDA kernels compile, under the access
+// counter of common/trace_counter.h, and returns the counters as JSON.
+//
+// Scaling: blocks of one launch do the same work on different tiles, so the counters of the traced blocks
+// (spread evenly over the grid) times blocks_total / blocks_traced estimate the launch; the DRAM footprint
+// is reported for the traced blocks only (the model takes the compulsory bytes from the tensor sizes).
+// FP16 launches are traced on _Float16 copies of the inputs so addresses have the GPU's element size.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/cpu_exec.h"
+#include "common/fields.h"
+#include "common/trace_counter.h"
+#include "cpuref/ops.h"
+#include "drconv/drconv_tiled.h"
+
+using namespace dynconv;
+
+namespace {
+
+//! 256-byte aligned storage of n elements (as cudaMalloc gives: sector and bank counts depend on it).
+template <typename T>
+struct AlignedArray {
+    std::vector<T> storage;
+    T* data = nullptr;
+    explicit AlignedArray(int64_t n) : storage(static_cast<size_t>(n) + 256 / sizeof(T), T(0)) {
+        data = storage.data();
+        while (reinterpret_cast<uintptr_t>(data) % 256) ++data;
+    }
+};
+
+//! Host buffers of one element type: the inputs converted from FP32, and the output.
+template <typename T>
+struct Buffers {
+    std::vector<std::unique_ptr<AlignedArray<T>>> in;
+    AlignedArray<T> out_array;
+    T* out;
+    Buffers(const std::vector<const float*>& src, const std::vector<Shape>& shapes, int64_t out_elems)
+        : out_array(out_elems), out(out_array.data) {
+        for (size_t k = 0; k < src.size(); ++k) {
+            int64_t n = shapes[k].empty() ? 0 : 1;
+            for (int64_t d : shapes[k]) n *= d;
+            in.push_back(n ? std::make_unique<AlignedArray<T>>(n) : nullptr);
+            for (int64_t e = 0; e < n; ++e) in.back()->data[e] = static_cast<T>(src[k][e]);
+        }
+    }
+    const T* ptr(size_t k) const { return in[k] ? in[k]->data : nullptr; }
+};
+
+//! Up to `picks` block indices spread evenly over [0, total), at the centres of `picks` equal strata (so the
+//! partial tiles at the grid's end, which are not representative, are not favoured).
+std::vector<long long> pick_blocks(long long total, int picks) {
+    std::vector<long long> r;
+    if (total <= 0) return r;
+    if (total <= picks) {
+        for (long long b = 0; b < total; ++b) r.push_back(b);
+        return r;
+    }
+    for (int k = 0; k < picks; ++k) r.push_back((2 * k + 1) * total / (2 * picks));
+    return r;
+}
+
+struct LaunchTrace {
+    std::string kernel;
+    long long gx = 0, gy = 0, blocks_total = 0, blocks_traced = 0;
+    int threads = 256;
+    long long smem_bytes = 0;
+    std::string counters;
+};
+
+std::string launch_json(const LaunchTrace& l) {
+    return "{\"kernel\":\"" + l.kernel + "\",\"grid\":[" + std::to_string(l.gx) + "," + std::to_string(l.gy) +
+           "],\"threads\":" + std::to_string(l.threads) + ",\"smem_bytes\":" + std::to_string(l.smem_bytes) +
+           ",\"blocks_total\":" + std::to_string(l.blocks_total) + ",\"blocks_traced\":" +
+           std::to_string(l.blocks_traced) + ",\"counters\":" + l.counters + "}";
+}
+
+//! Traces body(bx, by, smem, exec) on up to `picks` blocks of the first `active` blocks of a gx x gy grid
+//! (block b = by * gx' + bx over the active columns gx' = active / gy).
+template <class Smem, class Exec, class Body>
+LaunchTrace trace_grid(const std::string& kernel, long long gx, long long gy, long long active_gx, int picks, Body&& body) {
+    LaunchTrace l;
+    l.kernel = kernel;
+    l.gx = gx;
+    l.gy = gy;
+    l.blocks_total = active_gx * gy;
+    l.smem_bytes = sizeof(Smem);
+    AccessCounter counter;
+    auto sm = std::make_unique<Smem>();
+    {
+        TraceScope scope(&counter);
+        for (long long b : pick_blocks(l.blocks_total, picks)) {
+            Exec ex;
+            body(int(b % active_gx), int(b / active_gx), *sm, ex);
+            counter.flush();
+            ++l.blocks_traced;
+        }
+    }
+    l.counters = counter.json();
+    return l;
+}
+
+//! Per-item kernels (one thread per work item, 256-thread blocks): traces `item(idx)` for the items of
+//! up to 8 * `picks` blocks (their data-dependent gathers vary more from block to block; a block is cheap).
+template <class Item>
+LaunchTrace trace_items(const std::string& kernel, long long items, int picks, Item&& item) {
+    LaunchTrace l;
+    l.kernel = kernel;
+    l.gx = (items + 255) / 256;
+    l.gy = 1;
+    l.blocks_total = l.gx;
+    AccessCounter counter;
+    {
+        TraceScope scope(&counter);
+        for (long long b : pick_blocks(l.gx, 8 * picks)) {
+            counter.phase();
+            for (int t = 0; t < 256 && b * 256 + t < items; ++t) {
+                trace_thread(t);
+                item(b * 256 + t);
+            }
+            counter.flush();
+            ++l.blocks_traced;
+        }
+    }
+    l.counters = counter.json();
+    return l;
+}
+
+// ---- deformable convolution -----------------------------------------------------------------------------
+
+template <class Cfg, typename T>
+LaunchTrace trace_dc_fma(const char* name, const DeformConvParams& p, const DcPtrs<T>& io, int picks) {
+    return trace_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
+        name, dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), dc_grid_x<Cfg>(p), picks,
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, T>(p, io, bx, by, sm, ex); });
+}
+
+template <class Cfg, typename T>
+LaunchTrace trace_dc_mma(const char* name, const DeformConvParams& p, const DcPtrs<T>& io, int picks) {
+    return trace_grid<DcMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+        name, dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), dc_grid_x<Cfg>(p), picks,
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_mma_block<Cfg, T>(p, io, bx, by, sm, ex); });
+}
+
+template <typename T>
+std::vector<LaunchTrace> trace_deform_conv(const Attrs& a, const std::vector<Shape>& shapes,
+                                           const std::vector<const float*>& in, bool fp16, int picks) {
+    DeformConvParams p = deform_conv_params(a);
+    deform_conv_shapes(shapes, &p);
+    Buffers<T> b(in, shapes, int64_t(p.N) * p.Cout * p.Ho * p.Wo);
+    const DcPtrs<T> io{b.ptr(0), b.ptr(1), b.ptr(2), p.with_mask ? b.ptr(3) : nullptr, p.with_bias ? b.ptr(4) : nullptr,
+                       b.out};
+    switch (deform_conv_kernel_choice(p, fp16)) {
+    case DcKernel::kFma256: return {trace_dc_fma<DcTile256, T>("dcn_fma_256x64", p, io, picks)};
+    case DcKernel::kFma128: return {trace_dc_fma<DcTile128, T>("dcn_fma_128x64", p, io, picks)};
+    case DcKernel::kFmaLarge: return {trace_dc_fma<DcTileLarge, T>("dcn_fma_64x64", p, io, picks)};
+    case DcKernel::kFmaMedium: return {trace_dc_fma<DcTileMedium, T>("dcn_fma_16x128", p, io, picks)};
+    case DcKernel::kFmaSmall: return {trace_dc_fma<DcTileSmall, T>("dcn_fma_4x256", p, io, picks)};
+    case DcKernel::kMmaWide: return {trace_dc_mma<DcMmaTileWide, T>("dcn_mma_128x64", p, io, picks)};
+    case DcKernel::kMmaTall: return {trace_dc_mma<DcMmaTileTall, T>("dcn_mma_64x128", p, io, picks)};
+    }
+    return {};
+}
+
+// ---- DRConv ----------------------------------------------------------------------------------------------
+
+template <typename T>
+std::vector<LaunchTrace> trace_drconv(const Attrs& a, const std::vector<Shape>& shapes,
+                                      const std::vector<const float*>& in, bool fp16, int picks) {
+    DrconvParams p = drconv_params(a);
+    drconv_shapes(shapes, &p);
+    Buffers<T> b(in, shapes, int64_t(p.N) * p.O * p.Ho * p.Wo);
+    const T *x = b.ptr(0), *guide = b.ptr(1), *filters = b.ptr(2);
+    T* out = b.out;
+    const DrKernel kernel = drconv_kernel_choice(p, fp16);
+    const int bn = drconv_tile_pixels(kernel);
+    std::vector<int> ws(static_cast<size_t>(drconv_workspace_ints(p)));
+    const DrLists l = drconv_lists(p, ws.data());
+    const long long chunks = drconv_chunks(p);
+    using ListExec = CpuBlockExec<NoAcc, kDrChunk>;
+    std::vector<LaunchTrace> r;
+    r.push_back(trace_grid<DrChunkSmem, ListExec>("drconv_count", chunks, p.N, chunks, picks, [&](int c, int n, auto& sm, auto& ex) {
+        ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, l, c, n, t, sm); });
+        ex.each([&](int t, NoAcc&) { dr_chunk_count(p, l, c, n, t, sm); });
+    }));
+    // every chunk must be counted before the scan: run the untraced rest of pass 1
+    for (int n = 0; n < p.N; ++n)
+        for (long long c = 0; c < chunks; ++c) {
+            DrChunkSmem sm;
+            ListExec ex;
+            ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, l, int(c), n, t, sm); });
+            ex.each([&](int t, NoAcc&) { dr_chunk_count(p, l, int(c), n, t, sm); });
+        }
+    r.push_back(trace_grid<DrScanSmem, CpuBlockExec<DrNoAcc, kDrChunk>>("drconv_scan", 1, 1, 1, 1,
+        [&](int, int, auto& sm, auto& ex) { dr_scan_block(p, l, bn, sm, ex); }));
+    for (int n = 0; n < p.N; ++n)
+        for (long long c = 0; c < chunks; ++c) {
+            DrChunkSmem sm;
+            ListExec ex;
+            ex.each([&](int t, NoAcc&) { dr_chunk_recall(p, l, int(c), n, t, sm); });
+            ex.each([&](int t, NoAcc&) { dr_chunk_scatter(p, l, int(c), n, t, sm); });
+        }
+    r.push_back(trace_grid<DrChunkSmem, ListExec>("drconv_scatter", chunks, p.N, chunks, picks, [&](int c, int n, auto& sm, auto& ex) {
+        ex.each([&](int t, NoAcc&) { dr_chunk_recall(p, l, c, n, t, sm); });
+        ex.each([&](int t, NoAcc&) { dr_chunk_scatter(p, l, c, n, t, sm); });
+    }));
+    const long long tiles = l.tiles[static_cast<long long>(p.N) * p.m];
+    auto gemm = [&](auto cfg, const char* name, auto mma) -> LaunchTrace {
+        using Cfg = decltype(cfg);
+        const long long gy = (p.O + Cfg::BM - 1) / Cfg::BM, gx = drconv_max_tiles(p, Cfg::BN);
+        if constexpr (decltype(mma)::value)
+            return trace_grid<DrMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+                name, gx, gy, tiles, picks,
+                [&](int bx, int by, auto& sm, auto& ex) { drconv_mma_block<Cfg, T>(p, x, filters, out, l, bx, by, sm, ex); });
+        else
+            return trace_grid<DrGemmSmem<Cfg>, CpuBlockExec<TileAcc<Cfg>, Cfg::kThreads>>(
+                name, gx, gy, tiles, picks,
+                [&](int bx, int by, auto& sm, auto& ex) { drconv_gemm_block<Cfg, T>(p, x, filters, out, l, bx, by, sm, ex); });
+    };
+    switch (kernel) {
+    case DrKernel::kFmaLarge: r.push_back(gemm(DrTileLarge{}, "drconv_fma_64x64", std::false_type{})); break;
+    case DrKernel::kFmaSmall: r.push_back(gemm(DrTileSmall{}, "drconv_fma_16x128", std::false_type{})); break;
+    case DrKernel::kMmaWide: r.push_back(gemm(DrMmaTileWide{}, "drconv_mma_128x64", std::true_type{})); break;
+    case DrKernel::kMmaTall: r.push_back(gemm(DrMmaTileTall{}, "drconv_mma_64x128", std::true_type{})); break;
+    }
+    return r;
+}
+
+// ---- per-item kernels ------------------------------------------------------------------------------------
+
+template <typename T>
+std::vector<LaunchTrace> trace_ddf(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
+                                   int picks) {
+    DdfParams p = ddf_params(a);
+    ddf_shapes(shapes, &p);
+    const long long total = static_cast<long long>(p.N) * p.C * p.Ho * p.Wo;
+    Buffers<T> b(in, shapes, total);
+    return {trace_items("ddf", total, picks, [&](long long idx) { ddf_item(b.ptr(0), b.ptr(1), b.ptr(2), b.out, p, idx, total <= 0xffffffffLL); })};
+}
+
+template <typename T>
+std::vector<LaunchTrace> trace_involution(const Attrs& a, const std::vector<Shape>& shapes,
+                                          const std::vector<const float*>& in, int picks) {
+    InvolutionParams p = involution_params(a);
+    involution_shapes(shapes, &p);
+    const long long total = static_cast<long long>(p.N) * p.C * p.Ho * p.Wo;
+    Buffers<T> b(in, shapes, total);
+    return {trace_items("involution", total, picks,
+                        [&](long long idx) { involution_item(b.ptr(0), b.ptr(1), b.out, p, idx, total <= 0xffffffffLL); })};
+}
+
+//! The GPU's V-wide neighbour read (one access of V elements) done as scalar math.
+template <int V>
+struct TraceVecLoad {
+    template <typename T>
+    void operator()(const T* ptr, float w, float (&acc)[V]) const {
+        if (TraceSink* s = trace_sink()) s->access(__FILE__, __LINE__, TraceSpace::kGlobal, TraceKind::kGather, false, ptr, V * int(sizeof(T)), true);
+        for (int k = 0; k < V; ++k) acc[k] += w * to_float(ptr[k]);
+    }
+};
+template <int V>
+struct TraceVecStore {
+    template <typename T>
+    void operator()(T* ptr, const float (&acc)[V]) const {
+        DYNCONV_TRACE_ACCESS(kGlobal, true, ptr, V * int(sizeof(T)));
+        for (int k = 0; k < V; ++k) ptr[k] = from_float<T>(acc[k]);
+    }
+};
+
+//! Resident threads of an H200 (132 SMs x 2048): the kernel's target item count for its vector-width plan.
+constexpr long long kDcnv3TargetItems = 132LL * 2048;
+
+template <typename T, int V, bool kVec>
+LaunchTrace trace_dcnv3_v(const Dcnv3Params& p, const Buffers<T>& b, int picks) {
+    const int chunks = (p.group_channels + V - 1) / V;
+    const long long total = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group * chunks;
+    T* out = b.out;
+    const std::string name = "dcnv3_v" + std::to_string(V) + (kVec ? "" : "_scalar");
+    return trace_items(name, total, picks, [&](long long idx) {
+        if (p.kh == 3 && p.kw == 3)
+            dcnv3_item<V, 3, kVec>(b.ptr(0), b.ptr(1), b.ptr(2), out, p, chunks, idx, true, TraceVecLoad<V>{}, TraceVecStore<V>{});
+        else
+            dcnv3_item<V, 0, kVec>(b.ptr(0), b.ptr(1), b.ptr(2), out, p, chunks, idx, true, TraceVecLoad<V>{}, TraceVecStore<V>{});
+    });
+}
+
+template <typename T>
+std::vector<LaunchTrace> trace_dcnv3(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
+                                     int picks) {
+    Dcnv3Params p = dcnv3_params(a);
+    dcnv3_shapes(shapes, &p);
+    const long long slots = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group;
+    Buffers<T> b(in, shapes, slots * p.group_channels);
+    const Dcnv3Plan plan = dcnv3_plan(p.group_channels, int(sizeof(T)), 16, slots, kDcnv3TargetItems);
+    if (plan.vec) {
+        if (sizeof(T) == 2 && plan.v == 8) return {trace_dcnv3_v<T, 8, true>(p, b, picks)};
+        if (plan.v == 4) return {trace_dcnv3_v<T, 4, true>(p, b, picks)};
+        return {trace_dcnv3_v<T, 2, true>(p, b, picks)};
+    }
+    if (plan.v == 4) return {trace_dcnv3_v<T, 4, false>(p, b, picks)};
+    return {trace_dcnv3_v<T, 1, false>(p, b, picks)};
+}
+
+template <typename T>
+std::vector<LaunchTrace> trace_op(const std::string& op, const Attrs& a, const std::vector<Shape>& shapes,
+                                  const std::vector<const float*>& in, bool fp16, int picks) {
+    if (op == "deform_conv2d") return trace_deform_conv<T>(a, shapes, in, fp16, picks);
+    if (op == "drconv") return trace_drconv<T>(a, shapes, in, fp16, picks);
+    if (op == "ddf") return trace_ddf<T>(a, shapes, in, picks);
+    if (op == "involution") return trace_involution<T>(a, shapes, in, picks);
+    if (op == "dcnv3") return trace_dcnv3<T>(a, shapes, in, picks);
+    throw std::runtime_error("no access tracer for op " + op);
+}
+
+// ---- planted patterns (known answers for the counter tests) ---------------------------------------------
+
+struct PlantedSmem {
+    alignas(128) float a[32 * 33];
+};
+
+//! One block of 256 threads (8 warps) running pattern `name` on an aligned global buffer g.
+LaunchTrace trace_planted(const std::string& name) {
+    static std::vector<float> storage(64 * 256 + 64);
+    float* g = storage.data();
+    while (reinterpret_cast<uintptr_t>(g) % 128) ++g;
+    using Exec = CpuBlockExec<NoAcc, 256>;
+    auto run = [&](auto phase) {
+        return trace_grid<PlantedSmem, Exec>(name, 1, 1, 1, 1, [&](int, int, PlantedSmem& sm, Exec& ex) {
+            ex.each([&](int t, NoAcc&) { phase(t, sm); });
+        });
+    };
+    if (name == "coalesced") return run([&](int t, PlantedSmem&) { (void)DYNCONV_LDG(g + t); });
+    if (name == "strided") return run([&](int t, PlantedSmem&) { (void)DYNCONV_LDG(g + 8 * t); });
+    if (name == "broadcast") return run([&](int t, PlantedSmem&) { (void)DYNCONV_LDG(g + t / 32); });
+    if (name == "half_inactive") return run([&](int t, PlantedSmem&) { (void)DYNCONV_LDG_IF(t % 2 == 0, g + t, 0.f); });
+    if (name == "bank_conflict_32") return run([&](int t, PlantedSmem& sm) { DYNCONV_STS(&sm.a[(t % 32) * 32], 1.f); });
+    if (name == "bank_padded") return run([&](int t, PlantedSmem& sm) { DYNCONV_STS(&sm.a[(t % 32) * 33], 1.f); });
+    if (name == "bank_2way") return run([&](int t, PlantedSmem& sm) { (void)DYNCONV_LDS(&sm.a[2 * (t % 32)]); });
+    if (name == "shared_float4") return run([&](int t, PlantedSmem&sm) { DYNCONV_TRACE_ACCESS(kShared, false, &sm.a[4 * (t % 32)], 16); });
+    if (name == "shared_broadcast") return run([&](int t, PlantedSmem& sm) { (void)DYNCONV_LDS(&sm.a[t / 32]); });
+    throw std::runtime_error("unknown planted pattern " + name);
+}
+
+void set_error(char* err, int errlen, const std::string& msg) {
+    if (err && errlen > 0) std::snprintf(err, static_cast<size_t>(errlen), "%s", msg.c_str());
+}
+
+//! Keeps `s` until the calling thread's next trace call; returns it as a C string.
+const char* emit(std::string s) {
+    static thread_local std::string last;
+    last = std::move(s);
+    return last.c_str();
+}
+
+std::string launches_json(const std::vector<LaunchTrace>& ls) {
+    std::string r = "[";
+    for (size_t k = 0; k < ls.size(); ++k) r += (k ? "," : "") + launch_json(ls[k]);
+    return r + "]";
+}
+
+} // namespace
+
+extern "C" {
+
+//! Traces the launches `op` makes on the given FP32 inputs (layout as dynconv_cpuref_run), as the FP16
+//! kernels when fp16_io != 0; at most `picks` blocks per launch. Returns the JSON list of launches (valid
+//! until the thread's next trace call), or null with a one-line message in `err`.
+const char* dynconv_cpuref_trace(const char* op, const FieldValue* fields, int n_fields, int n_inputs,
+                                 const float* const* data, const int* ranks, const int64_t* dims, int fp16_io, int picks,
+                                 char* err, int errlen) {
+    try {
+        const OpTable* t = find_op_table(op);
+        if (!t) { set_error(err, errlen, std::string("unknown op ") + op); return nullptr; }
+        Attrs a;
+        std::string e;
+        if (!parse_fields(*t, fields, n_fields, &a, &e)) { set_error(err, errlen, e); return nullptr; }
+        std::vector<Shape> shapes(n_inputs);
+        std::vector<const float*> ptrs(n_inputs);
+        for (int k = 0; k < n_inputs; ++k) {
+            shapes[k].assign(dims + 8 * k, dims + 8 * k + ranks[k]);
+            ptrs[k] = data[k];
+        }
+        const std::vector<LaunchTrace> ls = fp16_io ? trace_op<_Float16>(t->torch_name, a, shapes, ptrs, true, picks)
+                                                    : trace_op<float>(t->torch_name, a, shapes, ptrs, false, picks);
+        return emit(launches_json(ls));
+    } catch (const std::exception& ex) {
+        set_error(err, errlen, ex.what());
+        return nullptr;
+    }
+}
+
+//! Counters of a planted access pattern (see trace_planted) as a one-launch JSON list.
+const char* dynconv_cpuref_trace_planted(const char* name, char* err, int errlen) {
+    try {
+        return emit(launches_json({trace_planted(name)}));
+    } catch (const std::exception& ex) {
+        set_error(err, errlen, ex.what());
+        return nullptr;
+    }
+}
+
+} // extern "C"
