@@ -77,11 +77,11 @@ def load_torch_model(path: str | os.PathLike | None, example: str | None, allow_
 
 def _example_model(torch, path, example: str):
     try:
-        from dynconv.export.examples import EXAMPLES, build_example  # noqa: PLC0415
+        from dynconv.export.examples import EXAMPLE_NAMES, build_example  # noqa: PLC0415
     except ImportError as exc:
         raise DynconvError(f"dynconv.export.examples is unavailable: {exc}") from exc
-    if example not in EXAMPLES:
-        raise DynconvError(f"unknown example {example!r}; choose from {sorted(EXAMPLES)}")
+    if example not in EXAMPLE_NAMES:
+        raise DynconvError(f"unknown example {example!r}; choose from {sorted(EXAMPLE_NAMES)}")
     model, _ = build_example(example)
     if path is None:
         return model
