@@ -101,10 +101,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple]:
     from .loading import load_model  # noqa: PLC0415
 
     if args.example:
-        from .examples import EXAMPLES, build_example  # noqa: PLC0415
+        from .examples import EXAMPLE_NAMES, build_example  # noqa: PLC0415
 
-        if args.example not in EXAMPLES:
-            raise DynconvError(f"unknown --example {args.example!r}; choose from {', '.join(sorted(EXAMPLES))}")
+        if args.example not in EXAMPLE_NAMES:
+            raise DynconvError(f"unknown --example {args.example!r}; choose from {', '.join(sorted(EXAMPLE_NAMES))}")
         model, example = build_example(args.example, seed=args.seed)
         shapes = [parse_shape(s) for s in args.input_shape] or [tuple(example.shape)]
     else:

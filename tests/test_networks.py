@@ -116,6 +116,15 @@ def test_network_names_are_cli_examples():
         build_example("resnet50")
 
 
+def test_cli_lists_the_networks_among_its_examples(tmp_path, capsys):
+    from dynconv.export.cli import main  # noqa: PLC0415
+
+    assert main(["--example", "resnet50", "-o", str(tmp_path / "x.onnx")]) != 0
+    err = capsys.readouterr().err
+    assert "unknown --example" in err and all(name in err for name in NETWORKS)
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_networks_are_seeded():
     a, xa = build_example("rednet50", seed=3, reduced=True)
     b, xb = build_example("rednet50", seed=3, reduced=True)
