@@ -129,6 +129,24 @@ def check_fields(op_name: str, attrs: Mapping[str, Any]) -> bytes:
     return blob.raw[:n]
 
 
+class InputArrays:
+    """Inputs as the C API takes them: FP32 contiguous copies (kept alive here), their pointers, ranks
+    and dims (8 slots per input); ``None`` marks an absent input."""
+
+    def __init__(self, op_name: str, inputs: Sequence[np.ndarray | None]):
+        self.arrays = [None if a is None else np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
+        self.count = n = len(self.arrays)
+        self.ptrs = (ctypes.c_void_p * max(1, n))(*[None if a is None else a.ctypes.data for a in self.arrays])
+        self.ranks = (ctypes.c_int * max(1, n))(*[0 if a is None else a.ndim for a in self.arrays])
+        self.dims = (ctypes.c_int64 * (8 * max(1, n)))()
+        for k, a in enumerate(self.arrays):
+            if a is not None:
+                if a.ndim > 8:
+                    raise DynconvError(f"{op_name}: input {k} has more than 8 dims")
+                for d, size in enumerate(a.shape):
+                    self.dims[8 * k + d] = size
+
+
 def run_reference(op_name: str, inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any],
                   fp16_io: bool = False) -> np.ndarray:
     """Run ``op_name`` (plugin or torch name) on the CPU through the C++ math (FP32 accumulation).
@@ -140,17 +158,8 @@ def run_reference(op_name: str, inputs: Sequence[np.ndarray | None], attrs: Mapp
     """
     lib = cpuref_library()
     fields = FieldArray(attrs)
-    arrays = [None if a is None else np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
-    n = len(arrays)
-    ptrs = (ctypes.c_void_p * max(1, n))(*[None if a is None else a.ctypes.data for a in arrays])
-    ranks = (ctypes.c_int * max(1, n))(*[0 if a is None else a.ndim for a in arrays])
-    dims = (ctypes.c_int64 * (8 * max(1, n)))()
-    for k, a in enumerate(arrays):
-        if a is not None:
-            if a.ndim > 8:
-                raise DynconvError(f"{op_name}: input {k} has more than 8 dims")
-            for d, s in enumerate(a.shape):
-                dims[8 * k + d] = s
+    packed = InputArrays(op_name, inputs)
+    n, ptrs, ranks, dims = packed.count, packed.ptrs, packed.ranks, packed.dims
     out_dims = (ctypes.c_int64 * 8)()
     out_rank = ctypes.c_int(0)
     err = ctypes.create_string_buffer(1024)

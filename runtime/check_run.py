@@ -19,7 +19,7 @@ from .errors import DynconvError
 from .metadata import EngineMetadata, metadata_path_for
 from .polygraphy_compare import (FP16_MIN_COSINE, FP16_TOL, FP32_TOL, OutputCheck, ScaledMaxErrorCompareFunc,
                                  TieAwareCompareFunc, compare_runs, format_table)
-from .tensors import parse_shape_args
+from .tensors import parse_shape_args, resolve_shapes
 
 REFERENCE = "reference"  # runner name of onnxruntime on the reference ONNX
 
@@ -131,7 +131,7 @@ def _feeds(args: argparse.Namespace, reference: OrtBackend, fallback) -> list[di
         return data_loaders.load_feeds(args.load_inputs)
     if args.data_loader_script:
         return data_loaders.script_feeds(args.data_loader_script)
-    shapes = data_loaders.resolve_shapes(reference.inputs, parse_shape_args(args.shapes), fallback)
+    shapes = resolve_shapes(reference.inputs, parse_shape_args(args.shapes), fallback)
     val_range = tuple(args.val_range) if args.val_range else None
     return data_loaders.synthetic_feeds(reference.inputs, shapes, seed=args.seed, iterations=args.iterations,
                                         val_range=val_range)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DynconvError
-from .tensors import TensorSpec, concrete_shape, random_inputs
+from .tensors import TensorSpec, random_inputs, resolve_shapes
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,4 @@ def make_inputs(
 ) -> dict[str, np.ndarray]:
     """Seeded random inputs: a ``--shapes`` value (its opt entry when three are given), else
     ``fallback`` (e.g. the engine profile's opt shape), else the static shape."""
-    unknown = sorted(set(shapes) - {s.name for s in specs})
-    if unknown:
-        raise DynconvError(f"--shapes names unknown input(s) {unknown}; inputs are {[s.name for s in specs]}")
-    concrete = {}
-    for spec in specs:
-        given = shapes.get(spec.name)
-        chosen = given[len(given) // 2] if given else (fallback or {}).get(spec.name)
-        concrete[spec.name] = concrete_shape(spec, tuple(chosen) if chosen is not None else None)
-    return random_inputs(specs, concrete, seed)
+    return random_inputs(specs, resolve_shapes(specs, shapes, fallback), seed)

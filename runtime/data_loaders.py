@@ -18,28 +18,10 @@ from . import _polygraphy
 from ._cli import atomic_write_text, require_file
 from .compare import load_npz
 from .errors import DynconvError
-from .tensors import TensorSpec, concrete_shape, validate_feeds
+from .tensors import TensorSpec, validate_feeds
 
 Feed = dict[str, np.ndarray]
 DEFAULT_SCRIPT_FUNCTION = "load_data"  # polygraphy's default for --data-loader-script
-
-
-def resolve_shapes(
-    specs: Sequence[TensorSpec],
-    shapes: Mapping[str, Sequence[tuple[int, ...]]],
-    fallback: Mapping[str, tuple[int, ...]] | None = None,
-) -> dict[str, tuple[int, ...]]:
-    """A concrete shape per input: its ``--shapes`` value (the opt entry when three are given), else
-    ``fallback`` (e.g. the engine profile's opt shape), else the static shape."""
-    unknown = sorted(set(shapes) - {s.name for s in specs})
-    if unknown:
-        raise DynconvError(f"--shapes names unknown input(s) {unknown}; inputs are {[s.name for s in specs]}")
-    concrete = {}
-    for spec in specs:
-        given = shapes.get(spec.name)
-        chosen = given[len(given) // 2] if given else (fallback or {}).get(spec.name)
-        concrete[spec.name] = concrete_shape(spec, tuple(chosen) if chosen is not None else None)
-    return concrete
 
 
 def synthetic_feeds(specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[int, ...]], *, seed: int,

@@ -185,3 +185,21 @@ def random_inputs(
         else:
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
     return feeds
+
+
+def resolve_shapes(
+    specs: Sequence[TensorSpec],
+    shapes: Mapping[str, Sequence[tuple[int, ...]]],
+    fallback: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, tuple[int, ...]]:
+    """A concrete shape per input: its ``--shapes`` value (the opt entry when three are given), else
+    ``fallback`` (e.g. the engine profile's opt shape), else the static shape."""
+    unknown = sorted(set(shapes) - {s.name for s in specs})
+    if unknown:
+        raise DynconvError(f"--shapes names unknown input(s) {unknown}; inputs are {[s.name for s in specs]}")
+    concrete = {}
+    for spec in specs:
+        given = shapes.get(spec.name)
+        chosen = given[len(given) // 2] if given else (fallback or {}).get(spec.name)
+        concrete[spec.name] = concrete_shape(spec, tuple(chosen) if chosen is not None else None)
+    return concrete

@@ -103,15 +103,8 @@ def trace_op(op_name: str, inputs: Sequence[np.ndarray | None], attrs: Mapping[s
     FP16 copies), tracing at most ``picks`` blocks per launch."""
     lib = _library()
     fields = native.FieldArray(attrs)
-    arrays = [None if a is None else np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
-    n = len(arrays)
-    ptrs = (ctypes.c_void_p * max(1, n))(*[None if a is None else a.ctypes.data for a in arrays])
-    ranks = (ctypes.c_int * max(1, n))(*[0 if a is None else a.ndim for a in arrays])
-    dims = (ctypes.c_int64 * (8 * max(1, n)))()
-    for k, a in enumerate(arrays):
-        if a is not None:
-            for d, s in enumerate(a.shape):
-                dims[8 * k + d] = s
+    packed = native.InputArrays(op_name, inputs)
+    n, ptrs, ranks, dims = packed.count, packed.ptrs, packed.ranks, packed.dims
     err = ctypes.create_string_buffer(1024)
     out = lib.dynconv_cpuref_trace(op_name.encode(), fields.array, fields.count, n, ptrs, ranks, dims, int(fp16),
                                    int(picks), err, len(err))

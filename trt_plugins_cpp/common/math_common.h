@@ -22,6 +22,29 @@ DYNCONV_HD long long conv_out_size(long long size, int kernel, int stride, int p
     return (size + pad_begin + pad_end - static_cast<long long>(dilation) * (kernel - 1) - 1) / stride + 1;
 }
 
+//! Splits a flat NCHW output index into (n, c, i, j). `narrow` (the output has fewer than 2^32
+//! elements) selects 32-bit divisions; 64-bit ones are software loops on GPUs, several times slower.
+struct NchwIndex {
+    int n, c, i, j;
+};
+DYNCONV_HD NchwIndex split_nchw_index(long long idx, int C, int Ho, int Wo, bool narrow) {
+    NchwIndex r;
+    if (narrow) {
+        const unsigned int q = static_cast<unsigned int>(idx), row = q / unsigned(Wo), plane = row / unsigned(Ho);
+        r.j = int(q - row * unsigned(Wo));
+        r.i = int(row - plane * unsigned(Ho));
+        r.n = int(plane / unsigned(C));
+        r.c = int(plane - unsigned(r.n) * unsigned(C));
+    } else {
+        const long long row = idx / Wo, plane = row / Ho;
+        r.j = int(idx - row * Wo);
+        r.i = int(row - plane * Ho);
+        r.n = int(plane / C);
+        r.c = int(plane - static_cast<long long>(r.n) * C);
+    }
+    return r;
+}
+
 } // namespace dynconv
 
 namespace dynconv {

@@ -32,26 +32,12 @@ DYNCONV_HD float involution_point(const T* x, const T* w, const InvolutionParams
     return acc;
 }
 
-//! Output element idx of the flat NCHW output (j fastest): the kernel's per-thread work. `narrow`: the
-//! output has fewer than 2^32 elements, so the index splits with 32-bit divisions (64-bit ones are
-//! software loops on GPUs, several times slower).
+//! Output element idx of the flat NCHW output (j fastest): the kernel's per-thread work (`narrow`:
+//! see split_nchw_index).
 template <typename T>
 DYNCONV_HD void involution_item(const T* x, const T* w, T* out, const InvolutionParams& p, long long idx, bool narrow) {
-    int n, c, i, j;
-    if (narrow) {
-        const unsigned int q = static_cast<unsigned int>(idx), row = q / unsigned(p.Wo), plane = row / unsigned(p.Ho);
-        j = int(q - row * unsigned(p.Wo));
-        i = int(row - plane * unsigned(p.Ho));
-        n = int(plane / unsigned(p.C));
-        c = int(plane - unsigned(n) * unsigned(p.C));
-    } else {
-        const long long row = idx / p.Wo, plane = row / p.Ho;
-        j = int(idx - row * p.Wo);
-        i = int(row - plane * p.Ho);
-        n = int(plane / p.C);
-        c = int(plane - static_cast<long long>(n) * p.C);
-    }
-    DYNCONV_STG(out + idx, from_float<T>(involution_point(x, w, p, n, c, i, j)));
+    const NchwIndex at = split_nchw_index(idx, p.C, p.Ho, p.Wo, narrow);
+    DYNCONV_STG(out + idx, from_float<T>(involution_point(x, w, p, at.n, at.c, at.i, at.j)));
 }
 
 } // namespace dynconv
