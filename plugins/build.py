@@ -59,6 +59,22 @@ def _run(cmd: list[str], what: str) -> None:
         raise DynconvError(f"{what} failed ({' '.join(cmd[:3])} ...); last output:\n{tail}")
 
 
+def drop_foreign_cmake_cache(build_dir: Path, source_dir: Path = SOURCE_DIR) -> bool:
+    """Remove a CMake cache that was configured for another source tree (a moved or copied checkout):
+    CMake refuses to reconfigure it. Returns whether a cache was dropped."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.is_file():
+        return False
+    prefix = "CMAKE_HOME_DIRECTORY:INTERNAL="
+    home = next((line[len(prefix):].strip() for line in cache.read_text(errors="replace").splitlines()
+                 if line.startswith(prefix)), None)
+    if home is None or Path(home).resolve() == source_dir.resolve():
+        return False
+    cache.unlink()
+    shutil.rmtree(build_dir / "CMakeFiles", ignore_errors=True)
+    return True
+
+
 def configure_and_build(build_dir: str | Path, *, tensorrt_root: str | Path | None = None,
                         archs: Sequence[str] | None = None, cpu_reference_only: bool = False,
                         targets: Sequence[str] | None = None, jobs: int | None = None,
@@ -70,6 +86,7 @@ def configure_and_build(build_dir: str | Path, *, tensorrt_root: str | Path | No
     if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
         raise DynconvError("no C++ compiler found (g++/c++): install build-essential")
     build_dir = Path(build_dir)
+    drop_foreign_cmake_cache(build_dir)
     cmd = ["cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}",
            "-DCMAKE_BUILD_TYPE=Release"]
     if cpu_reference_only:

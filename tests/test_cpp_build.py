@@ -105,3 +105,17 @@ def test_launch_kernel_reports_only_its_own_error(tmp_path):
         return
     assert (launched, pending) == ("cudaSuccess", "cudaErrorInvalidDevice")
     assert (failed, after_failure) == ("cudaErrorInvalidConfiguration", "cudaSuccess")
+
+
+def test_cache_of_another_source_tree_is_dropped(tmp_path):
+    from dynconv.plugins.build import drop_foreign_cmake_cache  # noqa: PLC0415
+
+    build = tmp_path / "build"
+    (build / "CMakeFiles").mkdir(parents=True)
+    cache = build / "CMakeCache.txt"
+    cache.write_text(f"CMAKE_HOME_DIRECTORY:INTERNAL={SOURCE_DIR}\n")
+    assert not drop_foreign_cmake_cache(build) and cache.is_file()
+    cache.write_text(f"CMAKE_HOME_DIRECTORY:INTERNAL={tmp_path / 'old-checkout' / 'trt_plugins_cpp'}\n")
+    assert drop_foreign_cmake_cache(build)
+    assert not cache.exists() and not (build / "CMakeFiles").exists()
+    assert not drop_foreign_cmake_cache(build)
