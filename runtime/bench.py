@@ -140,17 +140,32 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(rows: list[Row], path: str, title: str) -> None:
-    """Median latency bars with p90 whiskers, written atomically as PNG (matplotlib, lazy)."""
-    import io  # noqa: PLC0415
-
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported lazily: only the plots need it)."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
+    return plt
+
+
+def save_png(fig, path, dpi: int) -> None:
+    """Lay out ``fig``, close it and write it atomically as PNG."""
+    import io  # noqa: PLC0415
+
     from ._cli import atomic_write_bytes  # noqa: PLC0415
 
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def bar_chart(rows: list[Row], path: str, title: str) -> None:
+    """Median latency bars with p90 whiskers, written atomically as PNG (matplotlib, lazy)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(rows), 3.6))
     names = [r.backend for r in rows]
     med = [r.median_ms for r in rows]
@@ -161,8 +176,4 @@ def bar_chart(rows: list[Row], path: str, title: str) -> None:
                     ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("latency ms (median, p90 whisker)")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=120)

@@ -148,15 +148,9 @@ def result_rows(results: Sequence[Result]) -> list[dict]:
 def plot(results: Sequence[Result], path: str | Path, title: str) -> None:
     """Grouped bars (plugin engine, conv3x3 engine, depthwise engine, eager, model prediction) per op,
     one panel per (shape, precision), log time axis; written atomically as PNG (matplotlib, lazy)."""
-    import io
+    from .bench import pyplot, save_png  # noqa: PLC0415
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._cli import atomic_write_bytes
-
+    plt = pyplot()
     panels = sorted({(tuple(r.shape), r.precision) for r in results}, key=lambda k: (k[0], k[1]))
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.8 * max(len(panels), 1)), squeeze=False)
     series = [("plugin", "plugin_ms", "#4C72B0"), ("conv3x3 engine", "conv3x3_ms", "#DD8452"),
@@ -175,11 +169,7 @@ def plot(results: Sequence[Result], path: str | Path, title: str) -> None:
         ax.set_title(f"{'x'.join(map(str, shape))} {precision}", fontsize=9)
     axes[0, 0].legend(fontsize=7, ncol=len(series))
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 def _row(r: Result) -> str:
