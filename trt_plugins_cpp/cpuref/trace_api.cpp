@@ -181,36 +181,35 @@ std::vector<LaunchTrace> trace_drconv(const Attrs& a, const std::vector<Shape>& 
     T* out = b.out;
     const DrKernel kernel = drconv_kernel_choice(p, fp16);
     const int bn = drconv_tile_pixels(kernel);
-    std::vector<int> ws(static_cast<size_t>(drconv_workspace_ints(p)));
-    const DrLists l = drconv_lists(p, ws.data());
+    AlignedArray<int> ws(drconv_workspace_ints(p));  // the plugin workspace: sector counts depend on its alignment
+    const DrLists l = drconv_lists(p, ws.data);
     const long long chunks = drconv_chunks(p);
     using ListExec = CpuBlockExec<NoAcc, kDrChunk>;
     std::vector<LaunchTrace> r;
-    r.push_back(trace_grid<DrChunkSmem, ListExec>("drconv_count", chunks, p.N, chunks, picks, [&](int c, int n, auto& sm, auto& ex) {
+    auto count_chunk = [&](int c, int n, auto& sm, auto& ex) {
         ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, l, c, n, t, sm); });
         ex.each([&](int t, NoAcc&) { dr_chunk_count(p, l, c, n, t, sm); });
-    }));
-    // every chunk must be counted before the scan: run the untraced rest of pass 1
-    for (int n = 0; n < p.N; ++n)
-        for (long long c = 0; c < chunks; ++c) {
-            DrChunkSmem sm;
-            ListExec ex;
-            ex.each([&](int t, NoAcc&) { dr_chunk_regions(p, guide, l, int(c), n, t, sm); });
-            ex.each([&](int t, NoAcc&) { dr_chunk_count(p, l, int(c), n, t, sm); });
-        }
-    r.push_back(trace_grid<DrScanSmem, CpuBlockExec<DrNoAcc, kDrChunk>>("drconv_scan", 1, 1, 1, 1,
-        [&](int, int, auto& sm, auto& ex) { dr_scan_block(p, l, bn, sm, ex); }));
-    for (int n = 0; n < p.N; ++n)
-        for (long long c = 0; c < chunks; ++c) {
-            DrChunkSmem sm;
-            ListExec ex;
-            ex.each([&](int t, NoAcc&) { dr_chunk_recall(p, l, int(c), n, t, sm); });
-            ex.each([&](int t, NoAcc&) { dr_chunk_scatter(p, l, int(c), n, t, sm); });
-        }
-    r.push_back(trace_grid<DrChunkSmem, ListExec>("drconv_scatter", chunks, p.N, chunks, picks, [&](int c, int n, auto& sm, auto& ex) {
+    };
+    auto scatter_chunk = [&](int c, int n, auto& sm, auto& ex) {
         ex.each([&](int t, NoAcc&) { dr_chunk_recall(p, l, c, n, t, sm); });
         ex.each([&](int t, NoAcc&) { dr_chunk_scatter(p, l, c, n, t, sm); });
-    }));
+    };
+    // the traced launches run only the picked blocks: every chunk also runs untraced, so the scan and the
+    // GEMM see complete lists
+    auto run_every_chunk = [&](auto body) {
+        for (int n = 0; n < p.N; ++n)
+            for (long long c = 0; c < chunks; ++c) {
+                DrChunkSmem sm;
+                ListExec ex;
+                body(int(c), n, sm, ex);
+            }
+    };
+    r.push_back(trace_grid<DrChunkSmem, ListExec>("drconv_count", chunks, p.N, chunks, picks, count_chunk));
+    run_every_chunk(count_chunk);
+    r.push_back(trace_grid<DrScanSmem, CpuBlockExec<DrNoAcc, kDrChunk>>("drconv_scan", 1, 1, 1, 1,
+        [&](int, int, auto& sm, auto& ex) { dr_scan_block(p, l, bn, sm, ex); }));
+    run_every_chunk(scatter_chunk);
+    r.push_back(trace_grid<DrChunkSmem, ListExec>("drconv_scatter", chunks, p.N, chunks, picks, scatter_chunk));
     const long long tiles = l.tiles[static_cast<long long>(p.N) * p.m];
     auto gemm = [&](auto cfg, const char* name, auto mma) -> LaunchTrace {
         using Cfg = decltype(cfg);
