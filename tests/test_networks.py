@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
@@ -35,14 +34,6 @@ DYNAMIC_LAYERS = {
 CUSTOM_FREE = {"dy_resnet50", "condconv_efficientnet_b0", "sknet50"}  # standard ONNX ops only
 CI_EXPORTS = {"internimage_t"}  # the reduced export kept in the default run
 DETECTION_INPUT = (1, 3, 800, 1344)
-
-
-@pytest.fixture(autouse=True)
-def _slow_only_on_request(request):
-    """Slow tests run only with ``-m slow`` (or DYNCONV_SLOW=1), so the default CI run stays short."""
-    wanted = "slow" in (request.config.getoption("markexpr") or "") or os.environ.get("DYNCONV_SLOW")
-    if request.node.get_closest_marker("slow") and not wanted:
-        pytest.skip("full-size export: run with -m slow or DYNCONV_SLOW=1")
 
 
 def _dynamic_layers(model: torch.nn.Module, kind: type) -> list[torch.nn.Module]:

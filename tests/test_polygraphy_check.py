@@ -26,10 +26,6 @@ def _one_line_error(capsys, fragment: str) -> None:
     assert len(err) == 1 and err[0].startswith("dynconv-check: error: ") and fragment in err[0], err
 
 
-def _last_line(capsys) -> str:
-    return capsys.readouterr().out.rstrip().splitlines()[-1]
-
-
 # --- interoperability with the polygraphy CLI (run where torch cannot be imported: faster, and the
 # --- deploy side must not need it) -------------------------------------------------------------------
 

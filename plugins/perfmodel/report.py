@@ -11,7 +11,7 @@ import numpy as np
 
 from .cases import BENCH_OPS, BENCH_SHAPES, BenchOp, compulsory_bytes, needed_samples
 from .counters import LaunchCounters, trace_op
-from .hardware import H200, ORIN, Gpu
+from .hardware import H200, ORIN
 from .resources import load_table, occupancy
 from .roofline import op_floor, predict_launch, yardstick_bound
 
