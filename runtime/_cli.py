@@ -45,9 +45,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_Parser = Parser
-
-
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the common ``-v/--verbose`` and ``--debug`` flags."""
     parser = Parser(prog=prog, description=description)
