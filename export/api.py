@@ -18,6 +18,7 @@ from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynami
 from .standard_ops import replace_with_standard_ops, standard_ops
 from .shapes import infer_shapes_with_custom_nodes
 from .reference_graph import OpCall, run_and_record, splice_references
+from .report import dynamic_modules, is_eager_module
 from .torch_export import export_dynamo, export_torchscript
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def map_known_modules(model: Model) -> list[str]:
     dotted names of the replaced submodules."""
     from .third_party import map_third_party_modules  # noqa: PLC0415
 
-    if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
+    if not is_eager_module(model):
         return []
     replaced = map_third_party_modules(model)
     for name in replaced:
@@ -105,7 +106,7 @@ def unmapped_module_classes(model: Model) -> list[str]:
     from .official_modules import CONVERTERS  # noqa: PLC0415
     from .third_party import _third_party_classes  # noqa: PLC0415
 
-    if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
+    if not is_eager_module(model):
         return []
     third_party = tuple(cls for cls, _ in _third_party_classes())
     found = {f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules()
@@ -118,7 +119,6 @@ def _require_dynconv_content(model: Model, options: ExportOptions) -> None:
     """A trt export without plugin nodes is fine for dynconv's custom-free layers (CondConv,
     DynamicConv, SKConv export as standard ops); it is an error when modules were left unmapped or an
     nn.Module holds no dynconv layer at all."""
-    from .report import dynamic_modules  # noqa: PLC0415
 
     unmapped = unmapped_module_classes(model)
     if unmapped:
@@ -126,8 +126,7 @@ def _require_dynconv_content(model: Model, options: ExportOptions) -> None:
                else "their structure did not match dynconv's layers; rerun with -v for the reason")
         raise DynconvError(f"the trt export has no dynconv plugin node: unmapped module classes "
                            f"{', '.join(unmapped)} ({how})")
-    plain = isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule)
-    if plain and not dynamic_modules(model):
+    if is_eager_module(model) and not dynamic_modules(model):
         raise DynconvError("the trt export has no dynconv plugin node: the model has no dynconv layer or op (use "
                            "dynconv's layers, or export it with torch.onnx directly)")
 

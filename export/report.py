@@ -42,10 +42,16 @@ class ExportReport:
         return out
 
 
+def is_eager_module(model: object) -> bool:
+    """An ``nn.Module`` whose submodules can be inspected and swapped (not TorchScript, not a
+    ``torch.export`` program)."""
+    return isinstance(model, torch.nn.Module) and not isinstance(model, torch.jit.ScriptModule)
+
+
 def dynamic_modules(model: object) -> Counter:
     """Outermost dynconv layers inside ``model`` (their own sub-layers are not counted again)."""
     counts: Counter = Counter()
-    if not isinstance(model, torch.nn.Module) or isinstance(model, torch.jit.ScriptModule):
+    if not is_eager_module(model):
         return counts
     counted: list[str] = []
     for name, module in model.named_modules():
