@@ -105,6 +105,47 @@ DYNCONV_HD void mma_stage(int warp, const MmaAccCpu& acc, float (&stage)[Cfg::BM
         for (int j = 0; j < 32; ++j) stage[m0 + i][n0 + j] = acc.v[i][j];
 }
 
+// ---- warp tiles of any WM x WN (multiples of 16), operands at explicit pointers ---------------------------
+// A (M x K) row-major at a[m * lda + k], B (K x N) row-major at b[k * ldb + n]; lda, ldb multiples of 8 halves.
+
+//! A warp's WM x WN FP32 accumulators on the CPU.
+template <int WM, int WN>
+struct MmaWarpAccCpu {
+    float v[WM][WN];
+};
+
+template <int WM, int WN>
+DYNCONV_HD void mma_zero(MmaWarpAccCpu<WM, WN>& acc) {
+    for (int i = 0; i < WM; ++i)
+        for (int j = 0; j < WN; ++j) acc.v[i][j] = 0.f;
+}
+
+//! One K=16 step of a WM x WN warp tile: acc[i][j] += sum_k a[i][k] * b[k][j] (A row-major, B row-major).
+template <int WM, int WN>
+DYNCONV_HD void mma_warp_step(int warp, const MmaHalf* a, int lda, const MmaHalf* b, int ldb,
+                              MmaWarpAccCpu<WM, WN>& acc) {
+    for (int h = 0; h < WM / 16; ++h) trace_fragment_load(warp, a + 16 * h * lda, lda);
+    for (int h = 0; h < WN / 16; ++h) trace_fragment_load(warp, b + 16 * h, ldb);
+    trace_count(TraceCounter::kMma, (WM / 16) * (WN / 16));
+    float av[WM][16], bv[16][WN];
+    for (int i = 0; i < WM; ++i)
+        for (int k = 0; k < 16; ++k) av[i][k] = mma_half_to_float(a[i * lda + k]);
+    for (int k = 0; k < 16; ++k)
+        for (int j = 0; j < WN; ++j) bv[k][j] = mma_half_to_float(b[k * ldb + j]);
+    for (int i = 0; i < WM; ++i)
+        for (int k = 0; k < 16; ++k)
+            for (int j = 0; j < WN; ++j) acc.v[i][j] += av[i][k] * bv[k][j];
+}
+
+//! Stores the warp's accumulators row-major at stage[i * ldo + j].
+template <int WM, int WN>
+DYNCONV_HD void mma_warp_stage(int warp, const MmaWarpAccCpu<WM, WN>& acc, float* stage, int ldo) {
+    for (int i = 0; i < WM / 16; ++i)
+        for (int j = 0; j < WN / 16; ++j) trace_fragment_store(warp, stage + 16 * i * ldo + 16 * j, ldo);
+    for (int i = 0; i < WM; ++i)
+        for (int j = 0; j < WN; ++j) stage[i * ldo + j] = acc.v[i][j];
+}
+
 #if defined(__CUDACC__)
 //! A warp's 32x32 FP32 accumulators on the GPU: 2 x 2 WMMA fragments.
 struct MmaAccGpu {
@@ -142,6 +183,47 @@ __device__ __forceinline__ void mma_stage(int warp, const MmaAccGpu& acc, float 
 #pragma unroll
         for (int j = 0; j < 2; ++j)
             wmma::store_matrix_sync(&stage[m0 + 16 * i][n0 + 16 * j], acc.f[i][j], Cfg::LDO, wmma::mem_row_major);
+}
+
+//! A warp's WM x WN FP32 accumulators on the GPU: (WM/16) x (WN/16) WMMA fragments.
+template <int WM, int WN>
+struct MmaWarpAccGpu {
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f[WM / 16][WN / 16];
+};
+
+template <int WM, int WN>
+__device__ __forceinline__ void mma_zero(MmaWarpAccGpu<WM, WN>& acc) {
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 16; ++j) nvcuda::wmma::fill_fragment(acc.f[i][j], 0.f);
+}
+
+//! B fragments are loaded once per step; A fragments one at a time (fewer live registers).
+template <int WM, int WN>
+__device__ __forceinline__ void mma_warp_step(int, const MmaHalf* a, int lda, const MmaHalf* b, int ldb,
+                                              MmaWarpAccGpu<WM, WN>& acc) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> fb[WN / 16];
+#pragma unroll
+    for (int j = 0; j < WN / 16; ++j) wmma::load_matrix_sync(fb[j], b + 16 * j, ldb);
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa;
+        wmma::load_matrix_sync(fa, a + 16 * i * lda, lda);
+#pragma unroll
+        for (int j = 0; j < WN / 16; ++j) wmma::mma_sync(acc.f[i][j], fa, fb[j], acc.f[i][j]);
+    }
+}
+
+template <int WM, int WN>
+__device__ __forceinline__ void mma_warp_stage(int, const MmaWarpAccGpu<WM, WN>& acc, float* stage, int ldo) {
+    using namespace nvcuda;
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 16; ++j)
+            wmma::store_matrix_sync(stage + 16 * i * ldo + 16 * j, acc.f[i][j], ldo, wmma::mem_row_major);
 }
 #endif
 

@@ -12,8 +12,10 @@
 // over the "segments" of the group's input channels that share one offset group; per segment the BN
 // bilinear descriptors (4 corner indices + 4 weights with the mask folded in) are computed once into
 // shared memory and reused for every channel of the segment; per chunk of BK channels the block samples
-// S[BK][BN] (FP32) and loads W[BK][BM] into shared memory, then every thread accumulates a TM x TN
-// micro-tile in FP32 registers. Bias is added in the epilogue.
+// S[BK][BN] (FP32) and loads W[BK][BM] into shared memory (from the weights transposed per group into the
+// workspace, so consecutive threads read consecutive output channels), then every thread accumulates a
+// TM x TN micro-tile in FP32 registers. Bias is added in the epilogue (4-pixel vector stores).
+// FP16 I/O with >= 32 output channels per group takes the tensor-core path instead (deform_conv_slab.h).
 //
 // The block body is written once (deform_conv_block) against an executor (common/tile_gemm.h), so the
 // CPU reference runs exactly the kernel's tiling and indexing.
@@ -180,10 +182,12 @@ DYNCONV_HD void dc_fill_samples(const DeformConvParams& p, const DcPtrs<T>& io, 
         store(kk, pp, kk < kc ? dc_sample(p, io, d, c0 + kk) : 0.f);
 }
 
-//! Phase 2: sample channels c0 .. c0+kc-1 at every pixel of the tile (S) and load their weights (W).
+//! Phase 2: sample channels c0 .. c0+kc-1 at every pixel of the tile (S) and load their weights (W):
+//! from wt, the weights transposed per group to [groups][Cin/groups * taps][Cout/groups] (consecutive
+//! threads read consecutive output channels: coalesced), or without it from the weight tensor itself.
 template <class Cfg, typename T>
-DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, int g, int o0, int tap, int c0, int kc, int t,
-                        DcSmem<Cfg>& sm) {
+DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, const T* wt, int g, int o0, int tap, int c0,
+                        int kc, int t, DcSmem<Cfg>& sm) {
     dc_fill_samples<Cfg>(p, io, c0, kc, t, sm, [&](int kk, int pp, float v) { DYNCONV_STS(&sm.s[kk][pp], v); });
     const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, taps = p.kh * p.kw;
     for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {
@@ -192,13 +196,38 @@ DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, int g, i
         if (kk < kc && o0 + mm < cog) {
             const long long o = static_cast<long long>(g) * cog + o0 + mm;
             const int cl = c0 - g * cg + kk;  // channel inside the group
-            val = to_float(DYNCONV_LDG(io.weight + (o * cg + cl) * taps + tap));
+            if (wt)
+                val = to_float(DYNCONV_LDG(wt + (static_cast<long long>(g) * cg * taps + cl * taps + tap) * cog + o0 + mm));
+            else
+                val = to_float(DYNCONV_LDG(io.weight + (o * cg + cl) * taps + tap));
         }
         DYNCONV_STS(&sm.w[kk][mm], val);
     }
 }
 
-//! Phase 4: bias + store of the thread's TM x TN outputs.
+//! Stores 4 consecutive outputs with one vector store (16-byte FP32 / 8-byte FP16; traced as such on the CPU).
+DYNCONV_HD void dc_store4(float* dst, const float (&v)[4]) {
+#if defined(__CUDA_ARCH__)
+    *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kGlobal, true, dst, 16);
+    for (int k = 0; k < 4; ++k) dst[k] = v[k];
+#endif
+}
+
+template <typename T>
+DYNCONV_HD void dc_store4(T* dst, const float (&v)[4]) {
+#if defined(__CUDA_ARCH__)
+    const __half2 lo = __floats2half2_rn(v[0], v[1]), hi = __floats2half2_rn(v[2], v[3]);
+    *reinterpret_cast<uint2*>(dst) = make_uint2(*reinterpret_cast<const unsigned*>(&lo), *reinterpret_cast<const unsigned*>(&hi));
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kGlobal, true, dst, int(4 * sizeof(T)));
+    for (int k = 0; k < 4; ++k) dst[k] = from_float<T>(v[k]);
+#endif
+}
+
+//! Phase 4: bias + store of the thread's TM x TN outputs: as vectors of 4 pixels where a run of 4 lies in
+//! one image and is aligned (Ho*Wo % 4 == 0), else one by one.
 template <class Cfg, typename T>
 DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int g, int o0, int t,
                          const DcAcc<Cfg>& acc) {
@@ -211,8 +240,17 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
         if (ol >= cog) continue;
         const long long o = static_cast<long long>(g) * cog + ol;
         const float b = p.with_bias ? to_float(DYNCONV_LDG(io.bias + o)) : 0.f;
+        const long long q0 = static_cast<long long>(p0) + tx * Cfg::TN;  // a multiple of 4
+        if (hw_out % 4 == 0 && q0 + Cfg::TN <= total) {
+            for (int r = 0; r < Cfg::TN; r += 4) {
+                const long long n = (q0 + r) / hw_out, rem = q0 + r - n * hw_out;
+                const float v[4] = {acc.v[s][r] + b, acc.v[s][r + 1] + b, acc.v[s][r + 2] + b, acc.v[s][r + 3] + b};
+                dc_store4(io.out + (n * p.Cout + o) * hw_out + rem, v);
+            }
+            continue;
+        }
         for (int r = 0; r < Cfg::TN; ++r) {
-            const long long q = static_cast<long long>(p0) + tx * Cfg::TN + r;
+            const long long q = q0 + r;
             if (q >= total) continue;
             const long long n = q / hw_out, rem = q - n * hw_out;
             DYNCONV_STG(io.out + (n * p.Cout + o) * hw_out + rem, from_float<T>(acc.v[s][r] + b));
@@ -222,9 +260,10 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
 
 //! The whole block (bx: pixel tile, by: group x output-channel tile). Control flow depends only on
 //! block-uniform values, so every ex.sync() is reached by all threads.
+//! wt: the transposed weights (dc_fill), or null.
 template <class Cfg, typename T, class Exec>
-DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io, int bx, int by, DcSmem<Cfg>& sm,
-                                  Exec& ex) {
+DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io, const T* wt, int bx, int by,
+                                  DcSmem<Cfg>& sm, Exec& ex) {
     static_assert(Cfg::BN <= Cfg::kThreads, "one thread per pixel computes the bilinear descriptors");
     const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, cpo = p.Cin / p.offset_groups;
     const int m_tiles = (cog + Cfg::BM - 1) / Cfg::BM;
@@ -240,7 +279,7 @@ DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io
             ex.sync();
             for (int c0 = c; c0 < seg_end; c0 += Cfg::BK) {
                 const int kc = dc_min(Cfg::BK, seg_end - c0);
-                ex.each([&](int t, DcAcc<Cfg>&) { dc_fill<Cfg, T>(p, io, g, o0, tap, c0, kc, t, sm); });
+                ex.each([&](int t, DcAcc<Cfg>&) { dc_fill<Cfg, T>(p, io, wt, g, o0, tap, c0, kc, t, sm); });
                 ex.sync();
                 ex.each([&](int t, DcAcc<Cfg>& acc) { tile_accumulate<Cfg>(kc, t, sm.s, sm.w, acc); });
                 ex.sync();  // S, W and the descriptors are rewritten next

@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstdio>
 #include <stdexcept>
+#include <vector>
 
 #include "common/cpu_exec.h"
 
@@ -11,18 +12,47 @@ namespace {
 
 constexpr const char* kName = "DynconvDeformConv2d";
 
-template <class Cfg>
-void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
-    run_cpu_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
-        dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p),
-        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, float>(p, io, bx, by, sm, ex); });
+//! The device shared-memory limit whose FP16 kernel choice the CPU runs emulate, and whether they run with
+//! the plugin's workspace (else as deform_conv_forward without one, e.g. the mmcv-compat plugin): test hooks.
+int g_cpu_smem_optin = kDcSmemOptinSm90;
+bool g_cpu_workspace = true;
+
+//! The NHWC-copy block over its whole grid for params q (the input copy, or the weight transpose).
+void run_nhwc_copy(const DeformConvParams& q, const float* src, float* dst) {
+    run_cpu_grid<DcNhwcSmem<float>, CpuBlockExec<DcNoAcc, DcNhwcTile::kThreads>>(
+        dc_nhwc_grid_x(q), dc_nhwc_grid_y(q),
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_nhwc_block<float>(q, src, dst, bx, by, sm, ex); });
 }
 
+//! The FP32-FMA tile Cfg on the transposed weights (what the plugin runs with its workspace).
 template <class Cfg>
-void run_mma(const DeformConvParams& p, const DcPtrs<float>& io) {
-    run_cpu_grid<DcMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
+    std::vector<float> wt;
+    if (g_cpu_workspace) {
+        wt.resize(size_t(p.Cout) * (p.Cin / p.groups) * p.kh * p.kw);
+        run_nhwc_copy(dc_weight_transpose_params(p), io.weight, wt.data());
+    }
+    const float* wt_ptr = g_cpu_workspace ? wt.data() : nullptr;
+    run_cpu_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
         dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p),
-        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_mma_block<Cfg, float>(p, io, bx, by, sm, ex); });
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, float>(p, io, wt_ptr, bx, by, sm, ex); });
+}
+
+//! The slab kernel of tile Cfg on the NHWC copy of the input (what the plugin runs with its workspace).
+template <class Cfg>
+void run_slab(const DeformConvParams& p, const DcPtrs<float>& io) {
+    using Exec = CpuMmaExec<MmaWarpAccCpu<Cfg::WM, Cfg::WN>, Cfg::kWarps, Cfg::kThreads>;
+    if (!g_cpu_workspace) {  // sample the NCHW input
+        run_cpu_grid<DcSlabSmem<Cfg>, Exec>(dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), [&](int bx, int by, auto& sm, auto& ex) {
+            deform_conv_slab_block<Cfg, false, float>(p, io, nullptr, bx, by, sm, ex);
+        });
+        return;
+    }
+    std::vector<float> xt(size_t(p.N) * p.Cin * p.H * p.W);
+    run_nhwc_copy(p, io.x, xt.data());
+    run_cpu_grid<DcSlabSmem<Cfg>, Exec>(dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), [&](int bx, int by, auto& sm, auto& ex) {
+        deform_conv_slab_block<Cfg, true, float>(p, io, xt.data(), bx, by, sm, ex);
+    });
 }
 
 } // namespace
@@ -85,14 +115,18 @@ Shape deform_conv_run_params(DeformConvParams p, const std::vector<Shape>& shape
     Shape o = deform_conv_shapes(shapes, &p);
     if (!out) return o;
     DcPtrs<float> io{in[0], in[1], in[2], p.with_mask ? in[3] : nullptr, p.with_bias ? in[4] : nullptr, out};
-    switch (deform_conv_kernel_choice(p, fp16_io)) {
+    switch (deform_conv_kernel_choice(p, fp16_io, g_cpu_smem_optin)) {
     case DcKernel::kFma256: run_tiled<DcTile256>(p, io); break;
     case DcKernel::kFma128: run_tiled<DcTile128>(p, io); break;
     case DcKernel::kFmaLarge: run_tiled<DcTileLarge>(p, io); break;
     case DcKernel::kFmaMedium: run_tiled<DcTileMedium>(p, io); break;
     case DcKernel::kFmaSmall: run_tiled<DcTileSmall>(p, io); break;
-    case DcKernel::kMmaWide: run_mma<DcMmaTileWide>(p, io); break;
-    case DcKernel::kMmaTall: run_mma<DcMmaTileTall>(p, io); break;
+    case DcKernel::kSlabWide: run_slab<DcSlabWide>(p, io); break;
+    case DcKernel::kSlabMid: run_slab<DcSlabMid>(p, io); break;
+    case DcKernel::kSlabTall: run_slab<DcSlabTall>(p, io); break;
+    case DcKernel::kSlabMid64: run_slab<DcSlabMid64>(p, io); break;
+    case DcKernel::kSlabCompact: run_slab<DcSlabCompact>(p, io); break;
+    case DcKernel::kSlabTall256: run_slab<DcSlabTall256>(p, io); break;
     }
     return o;
 }
@@ -107,6 +141,16 @@ Shape deform_conv_run_cpu_fp16(const Attrs& a, const std::vector<Shape>& shapes,
 }
 
 } // namespace dynconv
+
+//! Test hook (CPU reference library): CPU runs of FP16 I/O pick the kernels a device with `bytes` of
+//! opt-in shared memory per block runs (e.g. 65536: sm_75, 101376: sm_86); 0 restores sm_90's limit.
+extern "C" void dynconv_cpuref_deform_conv_set_smem_optin(int bytes) {
+    dynconv::g_cpu_smem_optin = bytes > 0 ? bytes : dynconv::kDcSmemOptinSm90;
+}
+
+//! Test hook (CPU reference library): 0 runs the kernels as deform_conv_forward does without a workspace
+//! (NCHW gather, untransposed weights); 1 (the default) with the plugin's workspace.
+extern "C" void dynconv_cpuref_deform_conv_set_workspace(int on) { dynconv::g_cpu_workspace = on != 0; }
 
 //! Test hook (CPU reference library): the params the spec's fields map to, as 12 ints
 //! (kh, kw, sh, sw, ph, pw, dh, dw, groups, offset_groups, with_mask, with_bias; kh/kw are 0 until shapes

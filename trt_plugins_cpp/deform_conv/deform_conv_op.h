@@ -2,7 +2,7 @@
 #pragma once
 
 #include "common/op_host.h"
-#include "deform_conv/deform_conv_mma.h"
+#include "deform_conv/deform_conv_slab.h"
 
 namespace dynconv {
 

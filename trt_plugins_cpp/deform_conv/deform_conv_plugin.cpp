@@ -33,16 +33,30 @@ nvinfer1::DimsExprs DeformConvPlugin::getOutputDimensions(int32_t, const nvinfer
     return out;
 }
 
+size_t DeformConvPlugin::getWorkspaceSize(const nvinfer1::PluginTensorDesc* inputs, int32_t nbInputs,
+                                          const nvinfer1::PluginTensorDesc*, int32_t) const noexcept {
+    try {
+        DeformConvParams p = p_;
+        deform_conv_shapes(spec_shapes(inputs, nbInputs), &p);
+        return deform_conv_workspace_size(p, io_type(inputs[0]));
+    } catch (const std::exception& e) {
+        log_error(std::string(table_.name) + ": " + e.what());
+        return 0;  // enqueue then fails with the same message
+    }
+}
+
 int32_t DeformConvPlugin::enqueue(const nvinfer1::PluginTensorDesc* inputDesc, const nvinfer1::PluginTensorDesc*,
-                                  const void* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept {
+                                  const void* const* inputs, void* const* outputs, void* workspace,
+                                  cudaStream_t stream) noexcept {
     try {
         const std::vector<int> idx = present_inputs();
         const void* ptr[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
         for (size_t k = 0; k < idx.size(); ++k) ptr[idx[k]] = inputs[k];
         DeformConvParams p = p_;
         deform_conv_shapes(spec_shapes(inputDesc, int32_t(idx.size())), &p);
-        return finish(deform_conv_forward(ptr[0], ptr[1], ptr[2], ptr[3], ptr[4], outputs[0], p, io_type(inputDesc[0]),
-                                          stream));
+        const IoType type = io_type(inputDesc[0]);
+        // getWorkspaceSize sized the workspace for the profile's largest shapes: at least this call's size
+        return finish(deform_conv_forward(ptr[0], ptr[1], ptr[2], ptr[3], ptr[4], outputs[0], p, type, stream, workspace));
     } catch (const std::exception& e) {
         log_error(std::string(table_.name) + ": " + e.what());
         return 1;

@@ -16,6 +16,9 @@ public:
     explicit DeformConvPlugin(const Attrs& attrs);
     nvinfer1::DimsExprs getOutputDimensions(int32_t outputIndex, const nvinfer1::DimsExprs* inputs, int32_t nbInputs,
                                             nvinfer1::IExprBuilder& b) noexcept override;
+    //! The NHWC copy of the input the FP16 tensor-core kernels sample (largest shapes of the profile).
+    size_t getWorkspaceSize(const nvinfer1::PluginTensorDesc* inputs, int32_t nbInputs,
+                            const nvinfer1::PluginTensorDesc* outputs, int32_t nbOutputs) const noexcept override;
     int32_t enqueue(const nvinfer1::PluginTensorDesc* inputDesc, const nvinfer1::PluginTensorDesc* outputDesc,
                     const void* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
 

@@ -1,0 +1,101 @@
+"""DCNv1/v2 FP16 kernel choice per device shared-memory limit, through the CPU reference's test hook: every
+tensor-core (slab) tile reduces in the same (channel, tap) order with the same FP16 rounding, so the tiles
+a smaller device runs give bit-identical results; without room for a slab the FP32-FMA tiles run."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from dynconv.plugins import native
+
+# opt-in shared memory per block: 0 = the default (sm_90), sm_80/87, sm_86/89, sm_75
+LIMITS = {"sm_90": 0, "sm_87": 166912, "sm_86": 101376, "sm_75": 65536}
+# offset groups of 20 channels: full 16-channel chunks, partial ones, chunks not 8-aligned (scalar paths)
+ATTRS = dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, offset_groups=2, with_mask=1, with_bias=1)
+
+
+def _hook(name: str) -> Callable[[int], None]:
+    fn = getattr(native.cpuref_library(), name)
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = None
+    return fn
+
+
+@pytest.fixture
+def set_smem_optin() -> Iterator[Callable[[int], None]]:
+    fn = _hook("dynconv_cpuref_deform_conv_set_smem_optin")
+    yield fn
+    fn(0)
+
+
+@pytest.fixture
+def set_workspace() -> Iterator[Callable[[int], None]]:
+    fn = _hook("dynconv_cpuref_deform_conv_set_workspace")
+    yield fn
+    fn(1)
+
+
+def _fp16(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float16).astype(np.float32)
+
+
+def _inputs(cout: int, rng: np.random.Generator, n: int = 2, cin: int = 40, h: int = 7, w: int = 9) -> list:
+    taps = 9 * ATTRS["offset_groups"]
+    return [_fp16(rng.standard_normal((n, cin, h, w))), _fp16(rng.standard_normal((cout, cin, 3, 3)) * 0.1),
+            _fp16(rng.standard_normal((n, 2 * taps, h, w)) * 1.5), _fp16(rng.random((n, taps, h, w))),
+            _fp16(rng.standard_normal(cout))]
+
+
+@pytest.mark.parametrize("cout", [48, 96, 272])
+def test_slab_tiles_agree_across_device_limits(cout, set_smem_optin):
+    """48: 64x256 / 64x128 / 64x64 tiles; 96: 128x128 / 128x64 / 64x64; 272: 256x128 (two channel tiles) /
+    128x64 / 64x64."""
+    arrays = _inputs(cout, np.random.default_rng(cout))
+    outs = {}
+    for name, limit in LIMITS.items():
+        set_smem_optin(limit)
+        outs[name] = native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=True)
+    set_smem_optin(0)
+    fp32 = native.run_reference("deform_conv2d", arrays, ATTRS)
+    for name, out in outs.items():
+        np.testing.assert_array_equal(out, outs["sm_90"], err_msg=name)
+    assert 0 < float(np.abs(outs["sm_90"] - fp32).max()) <= 1e-2 * float(np.abs(fp32).max())
+
+
+@pytest.mark.parametrize("cout, fp16_io", [(48, True), (272, True), (12, False), (96, False)])
+def test_without_a_workspace_the_result_is_the_same(cout, fp16_io, set_workspace):
+    """No workspace (the mmcv-compat plugin): the slab tiles sample the NCHW input and the FMA tiles read
+    the weights as given; same sums in the same order, so the same bits."""
+    arrays = _inputs(cout, np.random.default_rng(cout))
+    with_ws = native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=fp16_io)
+    set_workspace(0)
+    np.testing.assert_array_equal(native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=fp16_io), with_ws)
+
+
+def test_without_room_for_a_slab_the_fma_tiles_run(set_smem_optin):
+    arrays = _inputs(96, np.random.default_rng(0))
+    set_smem_optin(48 * 1024)
+    fp16_io = native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=True)
+    set_smem_optin(0)
+    np.testing.assert_array_equal(fp16_io, native.run_reference("deform_conv2d", arrays, ATTRS))
+
+
+@pytest.mark.parametrize("cout", [4, 12, 40, 96, 160])
+def test_fma_tiles_vector_stores_match_torch(cout):
+    """FP32 FMA tiles (4x256 .. 256x64) on an 8x8 map: Ho*Wo % 4 == 0, so the epilogue stores 4-pixel vectors."""
+    import torch
+
+    from dynconv.plugins import get_spec
+
+    arrays = _inputs(cout, np.random.default_rng(cout), h=8, w=8)
+    got = native.run_reference("deform_conv2d", arrays, ATTRS)
+    spec = get_spec("deform_conv2d")
+    norm = spec.normalize({k: v for k, v in ATTRS.items() if not k.startswith("with_")})
+    with torch.no_grad():
+        ref = torch.ops.dynconv.deform_conv2d(*[torch.from_numpy(a.astype(np.float64)) for a in arrays],
+                                              *[norm[a.name] for a in spec.attributes]).numpy()
+    assert float(np.abs(got - ref).max()) <= 1e-4 * max(1.0, float(np.abs(ref).max()))

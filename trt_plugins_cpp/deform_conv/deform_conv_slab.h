@@ -1,0 +1,445 @@
+// Tensor-core DCNv1/v2 for FP16 I/O with the whole reduction slab of a chunk in shared memory (dynamic
+// shared memory above 48 KB; the tile is the largest the device's opt-in limit allows, from 218 KB on
+// sm_90 down to 58 KB on sm_75): the implicit GEMM of deform_conv_math.h,
+//   Out[o, p] = sum_r A[o, r] * B[r, p],   r = c * taps + tap  (the weight's own [Cout, Cin/groups, kh*kw] order),
+// with FP16 operands (samples computed in FP32, rounded once) and FP32 accumulation in WMMA warp tiles.
+//
+// Per block: BM output channels (all of a group's channels up to 256, so each bilinear sample is computed
+// once per launch) x BN pixels, 8 warps of WM x WN. Per offset-group segment the block computes the
+// bilinear descriptors of every (tap, pixel) once into shared memory. Per chunk of 16 input channels it
+// fills A = W[o0:o0+BM, 16*taps rows] (contiguous weight reads, no re-layout) and B = the samples of the
+// chunk's 16*taps (channel, tap) rows, one barrier, then each warp runs `taps` MMA steps of K = 16 on
+// the slab. The epilogue stages the accumulators in the A slab's memory for coalesced, bias-added stores
+// along pixels.
+//
+// The gather reads either the NCHW input (lanes on consecutive pixels of one channel: each corner load
+// of a warp touches as many 32-byte sectors as the sample points spread over rows) or, given a workspace,
+// an NHWC copy made by deform_conv_nhwc_block: a thread then samples the 16 channels of the chunk at two
+// neighbouring pixels, each corner as two 16-byte loads of one 32-byte sector (4-8x fewer sectors than
+// NCHW on scattered offsets), and writes B as 4-byte pixel pairs.
+//
+// The block body is written once against an executor (common/tile_gemm.h conventions); the CPU
+// reference runs it phase by phase (every warp's MMA as scalar FP32 sums of FP16-rounded operands).
+#pragma once
+
+#include "common/mma_tile.h"
+#include "deform_conv/deform_conv_math.h"
+
+namespace dynconv {
+
+// Loops over a thread's register arrays are unrolled on the GPU (compile-time indices keep them in registers).
+#if defined(__CUDA_ARCH__)
+#define DYNCONV_DC_UNROLL _Pragma("unroll")
+#else
+#define DYNCONV_DC_UNROLL
+#endif
+
+constexpr int kDcMmaMaxTaps = 9;  // taps of the tensor-core path (the slabs hold 16 channels x taps rows)
+
+template <int BM_, int BN_, int WM_, int WN_>
+struct DcSlabTile {
+    static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, kThreads = 256, kWarps = 8;
+    static constexpr int CK = 16;                    // input channels per chunk
+    static constexpr int KMAX = CK * kDcMmaMaxTaps;  // reduction rows of a chunk, (channel, tap) pairs
+    static constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN;
+    // rows padded by 8 halves / floats: row strides of 12, 4 and 8 banks (mod 32) put the 8 rows of each
+    // 16-byte ldmatrix phase and the 8-byte accumulator stores in distinct banks
+    static constexpr int LDA = KMAX + 8, LDB = BN + 8, LDO = BN + 8;
+    // the epilogue stages STAGE_M rows of results at a time (in the A slab's memory)
+    static constexpr int STAGE_M = BM > 128 ? 128 : BM, STAGES = BM / STAGE_M;
+    static_assert(WARPS_M * WARPS_N == kWarps, "8 warps cover the block tile");
+    static_assert(STAGE_M % WM == 0 && BM % STAGE_M == 0, "a warp's rows lie in one stage pass");
+    static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tiles of 16x16 fragments");
+};
+using DcSlabWide = DcSlabTile<256, 128, 64, 64>;  // 128 < Cout/groups (one tile up to 256)
+using DcSlabMid = DcSlabTile<128, 128, 64, 32>;  // 64 < Cout/groups <= 128
+using DcSlabTall256 = DcSlabTile<64, 256, 64, 32>;  // 32 <= Cout/groups <= 64 (218 KB: sm_90)
+using DcSlabTall = DcSlabTile<64, 128, 32, 32>;  // 32 <= Cout/groups <= 64
+// smaller tiles for devices with less shared memory per block (sm_86/89: 99 KB, sm_75: 64 KB)
+using DcSlabMid64 = DcSlabTile<128, 64, 32, 32>;    // 64 < Cout/groups
+using DcSlabCompact = DcSlabTile<64, 64, 32, 16>;   // any Cout/groups >= 32
+
+template <class Cfg>
+struct DcSlabSmem {
+    union {
+        alignas(32) MmaHalf a[Cfg::BM][Cfg::LDA];    // A: weights of the chunk, [o][c * taps + tap]
+        alignas(32) float stage[Cfg::STAGE_M][Cfg::LDO];  // epilogue: STAGE_M rows of FP32 results
+    } u;
+    alignas(32) MmaHalf b[Cfg::KMAX][Cfg::LDB];      // B: samples of the chunk, [c * taps + tap][pixel]
+    alignas(16) float tw[kDcMmaMaxTaps][4][Cfg::BN];  // bilinear descriptors of the segment, per (tap, pixel)
+    alignas(16) int tidx[kDcMmaMaxTaps][4][Cfg::BN];
+    alignas(16) int img[Cfg::BN];                                // image index n of each pixel (-1: past the end)
+};
+
+//! Thread t computes the descriptors of (tap, pixel) pairs t, t + 256, ... for offset group og.
+template <class Cfg, typename T>
+DYNCONV_HD void dc_slab_descriptors(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int og, int t,
+                                    DcSlabSmem<Cfg>& sm) {
+    const int taps = p.kh * p.kw;
+    const int hw_out = p.Ho * p.Wo, total = p.N * hw_out;  // < INT_MAX (deform_conv_shapes)
+    for (int e = t; e < taps * Cfg::BN; e += Cfg::kThreads) {
+        const int tap = e / Cfg::BN, pp = e % Cfg::BN, q = p0 + pp;
+        BilinearTap b;
+        int n = -1;
+        if (q < total) {
+            n = q / hw_out;
+            const int rem = q - n * hw_out, i = rem / p.Wo, j = rem - (rem / p.Wo) * p.Wo;
+            const long long ch = static_cast<long long>(og) * taps + tap;
+            const long long plane = static_cast<long long>(hw_out);
+            const T* off = io.offset + (static_cast<long long>(n) * 2 * p.offset_groups * taps + 2 * ch) * plane + rem;
+            const float dy = to_float(DYNCONV_LDG(off)), dx = to_float(DYNCONV_LDG(off + plane));
+            const float m = p.with_mask
+                                ? to_float(DYNCONV_LDG(io.mask + (static_cast<long long>(n) * p.offset_groups * taps + ch) * plane + rem))
+                                : 1.f;
+            const float y = float(i * p.sh - p.ph + (tap / p.kw) * p.dh) + dy;
+            const float x = float(j * p.sw - p.pw + (tap % p.kw) * p.dw) + dx;
+            b = bilinear_tap(p.H, p.W, y, x, m);
+            trace_count(TraceCounter::kDescriptors, 1);
+        } else {
+            for (int c = 0; c < 4; ++c) { b.idx[c] = -1; b.w[c] = 0.f; }
+        }
+        if (tap == 0) DYNCONV_STS(&sm.img[pp], n);
+        for (int c = 0; c < 4; ++c) {
+            DYNCONV_STS(&sm.tidx[tap][c][pp], b.idx[c]);
+            DYNCONV_STS(&sm.tw[tap][c][pp], b.w[c]);
+        }
+    }
+}
+
+//! Copies 8 weights as one 16-byte load and store (FP16 on the GPU; traced as such on the CPU): zeros
+//! unless `load`; nothing unless `store` (an inactive lane).
+template <typename T>
+DYNCONV_HD void dc_copy8(bool store, bool load, const T* src, MmaHalf* dst) {
+#if defined(__CUDA_ARCH__)
+    if (store) *reinterpret_cast<uint4*>(dst) = load ? *reinterpret_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kGlobal, false, src, int(8 * sizeof(T)), load);
+    trace_access(__FILE__, __LINE__, TraceSpace::kShared, true, dst, 16, store);
+    if (store)
+        for (int k = 0; k < 8; ++k) dst[k] = to_mma_half(load ? to_float(src[k]) : 0.f);
+#endif
+}
+
+//! Thread t fills its part of A: the weights of channels c0l .. c0l+kc-1 of the group, all taps (zero past
+//! kc and cog). Where the rows are 16-byte aligned, a warp copies 8-element runs with lane l on row
+//! l % 8 and run l / 8 of a group of 4: each 8-lane phase stores one run of 8 rows (LDA: 8 distinct bank
+//! quads) and each row's 64 bytes are 2 whole sectors.
+template <class Cfg, typename T>
+DYNCONV_HD void dc_slab_fill_a(const DeformConvParams& p, const DcPtrs<T>& io, int g, int o0, int c0l, int kc, int t,
+                               DcSlabSmem<Cfg>& sm) {
+    const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, taps = p.kh * p.kw;
+    const int row = Cfg::CK * taps, valid = kc * taps;  // row <= KMAX < kThreads
+    if ((cg * taps) % 8 == 0 && (c0l * taps) % 8 == 0) {
+        const int runs = row / 8, run_groups = (runs + 3) / 4;
+        static_assert(Cfg::BM % 8 == 0, "rows in groups of 8");
+        for (int e = t; e < (Cfg::BM / 8) * run_groups * 32; e += Cfg::kThreads) {
+            const int l = e % 32, grp = e / 32;  // grp: warp-uniform
+            const int m = (grp / run_groups) * 8 + l % 8, j = (grp % run_groups) * 4 + l / 8, r = 8 * j;
+            const bool active = j < runs, row_ok = o0 + m < cog;
+            const long long o = static_cast<long long>(g) * cog + o0 + (row_ok ? m : 0);
+            const T* src = io.weight + (o * cg + c0l) * taps + (active ? r : 0);
+            if (active && row_ok && r < valid && r + 8 > valid) {  // the partial run of a partial chunk
+                for (int k = 0; k < 8; ++k)
+                    DYNCONV_STS(&sm.u.a[m][r + k], to_mma_half(r + k < valid ? to_float(DYNCONV_LDG(src + k)) : 0.f));
+            } else {
+                dc_copy8(active, active && row_ok && r + 8 <= valid, src, &sm.u.a[m][active ? r : 0]);
+            }
+        }
+        return;
+    }
+    const int dm = Cfg::kThreads / row, dr = Cfg::kThreads % row;
+    for (int m = t / row, r = t % row; m < Cfg::BM;) {  // consecutive threads: consecutive weights of one o
+        float val = 0.f;
+        if (r < valid && o0 + m < cog) {
+            const long long o = static_cast<long long>(g) * cog + o0 + m;
+            val = to_float(DYNCONV_LDG(io.weight + (o * cg + c0l) * taps + r));
+        }
+        DYNCONV_STS(&sm.u.a[m][r], to_mma_half(val));
+        m += dm;
+        r += dr;
+        if (r >= row) { r -= row; ++m; }
+    }
+}
+
+//! B fill from the NCHW input: item (tap, pixel) samples channels c0 .. c0+kc-1 (zero past kc); consecutive
+//! threads take consecutive pixels.
+template <class Cfg, typename T>
+DYNCONV_HD void dc_slab_fill_nchw(const DeformConvParams& p, const DcPtrs<T>& io, int c0, int kc, int t,
+                                  DcSlabSmem<Cfg>& sm) {
+    const int taps = p.kh * p.kw;
+    for (int e = t; e < taps * Cfg::BN; e += Cfg::kThreads) {
+        const int tap = e / Cfg::BN, pp = e % Cfg::BN;
+        DcPixelTap d;
+        d.n = DYNCONV_LDS(&sm.img[pp]);
+        for (int q = 0; q < 4; ++q) {
+            d.idx[q] = DYNCONV_LDS(&sm.tidx[tap][q][pp]);
+            d.w[q] = DYNCONV_LDS(&sm.tw[tap][q][pp]);
+        }
+        for (int c = 0; c < Cfg::CK; ++c)
+            DYNCONV_STS(&sm.b[c * taps + tap][pp], to_mma_half(c < kc ? dc_sample(p, io, d, c0 + c) : 0.f));
+    }
+}
+
+//! Loads the 8 consecutive input values at src as one 16-byte load (FP16 on the GPU; a gather access of
+//! 8 elements in the trace); zeros when !active.
+template <typename T>
+DYNCONV_HD void dc_gather8(bool active, const T* src, float (&v)[8]) {
+#if defined(__CUDA_ARCH__)
+    if (active) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(src);
+        const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const float2 f = __half22float2(h2[k]);
+            v[2 * k] = f.x;
+            v[2 * k + 1] = f.y;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) v[k] = 0.f;
+    }
+#else
+    if (TraceSink* s = trace_sink())
+        s->access(__FILE__, __LINE__, TraceSpace::kGlobal, TraceKind::kGather, false, src, int(8 * sizeof(T)), active);
+    for (int k = 0; k < 8; ++k) v[k] = active ? to_float(src[k]) : 0.f;
+#endif
+}
+
+//! Reads the two 4-byte values at src (8-byte aligned) with one 8-byte shared-memory load.
+template <typename V>
+DYNCONV_HD void dc_lds_pair(const V* src, V& a, V& b) {
+    static_assert(sizeof(V) == 4, "4-byte values");
+#if defined(__CUDA_ARCH__)
+    V v[2];
+    *reinterpret_cast<int2*>(v) = *reinterpret_cast<const int2*>(src);
+    a = v[0];
+    b = v[1];
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kShared, false, src, 8);
+    a = src[0];
+    b = src[1];
+#endif
+}
+
+//! Writes two halves at dst (4-byte aligned) with one 4-byte shared-memory store.
+DYNCONV_HD void dc_sts_pair(MmaHalf* dst, MmaHalf a, MmaHalf b) {
+#if defined(__CUDA_ARCH__)
+    *reinterpret_cast<__half2*>(dst) = __halves2half2(a, b);
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kShared, true, dst, 4);
+    dst[0] = a;
+    dst[1] = b;
+#endif
+}
+
+//! B fill from the NHWC copy xt [N, H, W, Cin]: item (tap, pixel pair) samples the 16 channels c0 .. c0+15
+//! (zero past kc) at pixels pp = 2i and pp + 1, each corner of a pixel as two 16-byte loads (one 32-byte
+//! sector), and stores each channel's two samples as one 4-byte word of B. Consecutive threads take
+//! consecutive pairs: the descriptor loads (8 bytes) and the B stores (4 bytes) are conflict-free and use
+//! every byte of their wavefronts.
+template <class Cfg, typename T>
+DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
+    static_assert(Cfg::BN % 2 == 0 && Cfg::CK == 16, "pixel pairs, two 8-channel runs");
+    constexpr int kPairs = Cfg::BN / 2;
+    const int taps = p.kh * p.kw;
+    const bool vec_ok = p.Cin % 8 == 0 && c0 % 8 == 0;  // 16-byte aligned 8-channel runs
+    for (int e = t; e < taps * kPairs; e += Cfg::kThreads) {
+        const int tap = e / kPairs, pp = 2 * (e % kPairs);
+        int n[2], idx[2][4];
+        float w[2][4];
+        dc_lds_pair(&sm.img[pp], n[0], n[1]);
+        DYNCONV_DC_UNROLL
+        for (int q = 0; q < 4; ++q) {
+            dc_lds_pair(&sm.tidx[tap][q][pp], idx[0][q], idx[1][q]);
+            dc_lds_pair(&sm.tw[tap][q][pp], w[0][q], w[1][q]);
+        }
+        float val[2][Cfg::CK];
+        DYNCONV_DC_UNROLL
+        for (int s = 0; s < 2; ++s) {
+            DYNCONV_DC_UNROLL
+            for (int c = 0; c < Cfg::CK; ++c) val[s][c] = 0.f;
+            const long long img = static_cast<long long>(n[s] >= 0 ? n[s] : 0) * p.H * p.W;
+            DYNCONV_DC_UNROLL
+            for (int q = 0; q < 4; ++q) {  // w = 0 where idx < 0; as dc_sample, corner by corner
+                const bool on = n[s] >= 0 && idx[s][q] >= 0;
+                const T* src = xt + (img + (idx[s][q] >= 0 ? idx[s][q] : 0)) * p.Cin + c0;
+                DYNCONV_DC_UNROLL
+                for (int h = 0; h < 2; ++h) {
+                    if (vec_ok && 8 * h + 8 <= kc) {
+                        float cv[8];
+                        dc_gather8(on, src + 8 * h, cv);
+                        DYNCONV_DC_UNROLL
+                        for (int k = 0; k < 8; ++k) val[s][8 * h + k] += w[s][q] * cv[k];
+                    } else {
+                        DYNCONV_DC_UNROLL
+                        for (int k = 0; k < 8; ++k)
+                            val[s][8 * h + k] +=
+                                w[s][q] * to_float(DYNCONV_LDG_GATHER_IF(on && 8 * h + k < kc, src + 8 * h + k, T()));
+                    }
+                }
+            }
+            if (n[s] >= 0) trace_count(TraceCounter::kSamples, kc);
+        }
+        DYNCONV_DC_UNROLL
+        for (int c = 0; c < Cfg::CK; ++c)
+            dc_sts_pair(&sm.b[c * taps + tap][pp], to_mma_half(c < kc ? val[0][c] : 0.f),
+                        to_mma_half(c < kc ? val[1][c] : 0.f));
+    }
+}
+
+//! Epilogue: thread t writes staged rows m0 .. m0+STAGE_M-1 + bias; consecutive threads store consecutive pixels.
+template <class Cfg, typename T>
+DYNCONV_HD void dc_slab_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int g, int o0, int m0, int t,
+                              const DcSlabSmem<Cfg>& sm) {
+    const int cog = p.Cout / p.groups;
+    const int hw_out = p.Ho * p.Wo, total = p.N * hw_out;
+    for (int e = t; e < Cfg::STAGE_M * Cfg::BN; e += Cfg::kThreads) {
+        const int ms = e / Cfg::BN, m = m0 + ms, pp = e % Cfg::BN, q = p0 + pp;
+        if (o0 + m >= cog || q >= total) continue;
+        const long long o = static_cast<long long>(g) * cog + o0 + m;
+        const int n = q / hw_out, rem = q - n * hw_out;
+        const float b = p.with_bias ? to_float(DYNCONV_LDG(io.bias + o)) : 0.f;
+        DYNCONV_STG(io.out + (static_cast<long long>(n) * p.Cout + o) * hw_out + rem,
+                    from_float<T>(DYNCONV_LDS(&sm.u.stage[ms][pp]) + b));
+    }
+}
+
+//! The whole block (bx: pixel tile, by: group x output-channel tile). Block-uniform control flow only.
+//! kNhwc: sample xt, the NHWC copy of io.x (deform_conv_nhwc_block); else io.x itself (xt unused).
+//! The executor provides each(f(t)) for thread phases, each_warp(f(warp, acc)) for warp phases, sync().
+template <class Cfg, bool kNhwc, typename T, class Exec>
+DYNCONV_HD void deform_conv_slab_block(const DeformConvParams& p, const DcPtrs<T>& io, const T* xt, int bx, int by,
+                                       DcSlabSmem<Cfg>& sm, Exec& ex) {
+    const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, cpo = p.Cin / p.offset_groups;
+    const int m_tiles = (cog + Cfg::BM - 1) / Cfg::BM;
+    const int g = by / m_tiles, o0 = (by % m_tiles) * Cfg::BM;
+    const int p0 = bx * Cfg::BN;
+    const int c_begin = g * cg, c_end = c_begin + cg, taps = p.kh * p.kw;
+    ex.each_warp([&](int, auto& acc) { mma_zero(acc); });
+    for (int c = c_begin; c < c_end;) {
+        const int og = c / cpo;                             // offset group of this segment
+        const int seg_end = dc_min((og + 1) * cpo, c_end);  // channels sharing the descriptors
+        // the previous fill read the descriptors before the barrier ahead of its MMA phase
+        ex.each([&](int t) { dc_slab_descriptors<Cfg, T>(p, io, p0, og, t, sm); });
+        for (int c0 = c; c0 < seg_end; c0 += Cfg::CK) {
+            const int kc = dc_min(Cfg::CK, seg_end - c0);
+            ex.sync();  // descriptors complete; the previous chunk's MMAs are done with A and B
+            ex.each([&](int t) {
+                dc_slab_fill_a<Cfg, T>(p, io, g, o0, c0 - c_begin, kc, t, sm);
+                if (kNhwc)
+                    dc_slab_fill_nhwc<Cfg, T>(p, xt, c0, kc, t, sm);
+                else
+                    dc_slab_fill_nchw<Cfg, T>(p, io, c0, kc, t, sm);
+            });
+            ex.sync();
+            ex.each_warp([&](int warp, auto& acc) {
+                const int m0 = (warp % Cfg::WARPS_M) * Cfg::WM, n0 = (warp / Cfg::WARPS_M) * Cfg::WN;
+                for (int ks = 0; ks < taps; ++ks)  // K steps of 16 rows: 16 channels x taps
+                    mma_warp_step<Cfg::WM, Cfg::WN>(warp, &sm.u.a[m0][16 * ks], Cfg::LDA, &sm.b[16 * ks][n0], Cfg::LDB, acc);
+            });
+        }
+        c = seg_end;
+    }
+    for (int pass = 0; pass < Cfg::STAGES; ++pass) {
+        ex.sync();  // the stage overwrites A (and, after the first pass, the stored rows)
+        ex.each_warp([&](int warp, auto& acc) {
+            const int m0 = (warp % Cfg::WARPS_M) * Cfg::WM, n0 = (warp / Cfg::WARPS_M) * Cfg::WN;
+            if (m0 / Cfg::STAGE_M == pass)
+                mma_warp_stage<Cfg::WM, Cfg::WN>(warp, acc, &sm.u.stage[m0 - pass * Cfg::STAGE_M][n0], Cfg::LDO);
+        });
+        ex.sync();
+        ex.each([&](int t) { dc_slab_store<Cfg, T>(p, io, p0, g, o0, pass * Cfg::STAGE_M, t, sm); });
+    }
+}
+
+// ---- NHWC copy of the input (the workspace of the slab kernels) -------------------------------------------
+
+//! Block of the NCHW -> NHWC copy: 32 channels x 64 pixels of one image through shared memory (rows padded
+//! by one 4-byte word to an odd word stride, so the column reads of the store phase hit 32 banks); reads
+//! and writes coalesced.
+struct DcNhwcTile {
+    static constexpr int BC = 32, BP = 64, kThreads = 256;
+};
+template <typename T>
+struct DcNhwcSmem {
+    T tile[DcNhwcTile::BC][DcNhwcTile::BP + 4 / sizeof(T)];
+};
+struct DcNoAcc {};
+
+DYNCONV_HD long long dc_nhwc_grid_x(const DeformConvParams& p) {
+    return (static_cast<long long>(p.H) * p.W + DcNhwcTile::BP - 1) / DcNhwcTile::BP;
+}
+DYNCONV_HD long long dc_nhwc_grid_y(const DeformConvParams& p) {
+    return static_cast<long long>(p.N) * ((p.Cin + DcNhwcTile::BC - 1) / DcNhwcTile::BC);
+}
+
+//! xt[n, y, x, c] = x[n, c, y, x] for the block's tile (bx: pixel tile, by: image x channel tile).
+template <typename T, class Exec>
+DYNCONV_HD void deform_conv_nhwc_block(const DeformConvParams& p, const T* x, T* xt, int bx, int by,
+                                       DcNhwcSmem<T>& sm, Exec& ex) {
+    constexpr int BC = DcNhwcTile::BC, BP = DcNhwcTile::BP;
+    const int hw = p.H * p.W, ctiles = (p.Cin + BC - 1) / BC;
+    const int n = by / ctiles, c0 = (by % ctiles) * BC, p0 = bx * BP;
+    ex.each([&](int t, auto&) {
+        for (int e = t; e < BC * BP; e += DcNhwcTile::kThreads) {  // consecutive threads: consecutive pixels
+            const int c = e / BP, px = e % BP;
+            if (c0 + c < p.Cin && p0 + px < hw)
+                DYNCONV_STS(&sm.tile[c][px], DYNCONV_LDG(x + (static_cast<long long>(n) * p.Cin + c0 + c) * hw + p0 + px));
+        }
+    });
+    ex.sync();
+    ex.each([&](int t, auto&) {
+        for (int e = t; e < BC * BP; e += DcNhwcTile::kThreads) {  // consecutive threads: consecutive channels
+            const int px = e / BC, c = e % BC;
+            if (c0 + c < p.Cin && p0 + px < hw)
+                DYNCONV_STG(xt + (static_cast<long long>(n) * hw + p0 + px) * p.Cin + c0 + c, DYNCONV_LDS(&sm.tile[c][px]));
+        }
+    });
+}
+
+//! The weight transpose of the FP32-FMA tiles as the same copy: per group g ("image"), the [cog][cg * taps]
+//! weight matrix ("channels" x "pixels") becomes [cg * taps][cog] (deform_conv_nhwc_block on these params).
+DYNCONV_HD DeformConvParams dc_weight_transpose_params(const DeformConvParams& p) {
+    DeformConvParams q = p;
+    q.N = p.groups;
+    q.Cin = p.Cout / p.groups;
+    q.H = p.Cin / p.groups * p.kh * p.kw;
+    q.W = 1;
+    return q;
+}
+
+//! Which tile config runs a problem. FP16 I/O with >= 32 output channels per group and at most
+//! kDcMmaMaxTaps taps takes the tensor-core path: the largest slab tile whose dynamic shared memory fits
+//! the device's opt-in limit `smem_optin` (all of sm_75 and newer fit DcSlabCompact). Otherwise, or
+//! without that much shared memory, the FP32-FMA tile sized for the output channels per group.
+enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kFma128, kFma256, kSlabWide, kSlabMid, kSlabTall,
+                            kSlabMid64, kSlabCompact, kSlabTall256 };
+
+constexpr int kDcSmemOptinSm90 = 227 * 1024;  // the CPU reference and tracer run the sm_90 choice by default
+
+template <class Cfg>
+DYNCONV_HD bool dc_slab_fits(int smem_optin) {
+    return int(sizeof(DcSlabSmem<Cfg>)) <= smem_optin;
+}
+
+DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io, int smem_optin = kDcSmemOptinSm90) {
+    const int cog = p.Cout / p.groups;
+    if (fp16_io && cog >= 32 && p.kh * p.kw <= kDcMmaMaxTaps) {
+        if (cog > 128 && dc_slab_fits<DcSlabWide>(smem_optin)) return DcKernel::kSlabWide;
+        if (cog > 64 && cog <= 128 && dc_slab_fits<DcSlabMid>(smem_optin)) return DcKernel::kSlabMid;
+        if (cog <= 64 && dc_slab_fits<DcSlabTall256>(smem_optin)) return DcKernel::kSlabTall256;
+        if (cog <= 64 && dc_slab_fits<DcSlabTall>(smem_optin)) return DcKernel::kSlabTall;
+        if (cog > 64 && dc_slab_fits<DcSlabMid64>(smem_optin)) return DcKernel::kSlabMid64;
+        if (dc_slab_fits<DcSlabCompact>(smem_optin)) return DcKernel::kSlabCompact;
+    }
+    if (cog > 128) return DcKernel::kFma256;
+    if (cog > 64) return DcKernel::kFma128;
+    return cog > 16 ? DcKernel::kFmaLarge : cog > 4 ? DcKernel::kFmaMedium : DcKernel::kFmaSmall;
+}
+
+DYNCONV_HD bool dc_is_slab(DcKernel k) {
+    return k == DcKernel::kSlabWide || k == DcKernel::kSlabMid || k == DcKernel::kSlabTall ||
+           k == DcKernel::kSlabMid64 || k == DcKernel::kSlabCompact || k == DcKernel::kSlabTall256;
+}
+
+} // namespace dynconv
