@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) drconv_mma_kernel(DrconvParams 
                                                                    const __half* __restrict__ filters,
                                                                    __half* __restrict__ out, DrLists l) {
     __shared__ DrMmaSmem<Cfg> sm;
-    GpuMmaExec ex;
+    DrMmaExecGpu<Cfg> ex;
     drconv_mma_block<Cfg, __half>(p, x, filters, out, l, int(blockIdx.x), int(blockIdx.y), sm, ex);
 }
 

@@ -67,7 +67,7 @@ void run_gemm(const DrconvParams& p, const float* x, const float* filters, float
 
 template <class Cfg>
 void run_mma(const DrconvParams& p, const float* x, const float* filters, float* out, const DrLists& l) {
-    run_cpu_grid<DrMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+    run_cpu_grid<DrMmaSmem<Cfg>, DrMmaExecCpu<Cfg>>(
         drconv_max_tiles(p, Cfg::BN), (p.O + Cfg::BM - 1) / Cfg::BM,
         [&](int bx, int by, auto& sm, auto& ex) { drconv_mma_block<Cfg, float>(p, x, filters, out, l, bx, by, sm, ex); });
 }

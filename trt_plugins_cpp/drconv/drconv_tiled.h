@@ -8,33 +8,32 @@
 //   Out[o, q] = sum_k F[n, t, o, k] * X[k, q],  k = c*kh*kw + u*kw + v  (the filters' own layout)
 // so the work is that of one convolution (plus at most one partial tile per (n, t)), whatever the regions.
 //
-// FP16 I/O with >= 32 output channels runs the GEMMs on tensor cores (common/mma_tile.h: FP16 operands,
-// FP32 accumulation); otherwise FP32-FMA register tiles (common/tile_gemm.h). All passes are block bodies
+// FP16 I/O with >= 32 output channels runs the GEMMs on tensor cores (drconv_mma.h: FP16 operands, FP32
+// accumulation); otherwise FP32-FMA register tiles (common/tile_gemm.h). All passes are block bodies
 // against an executor, so the CPU reference runs them as written. Counting and ranking use no atomics:
 // the pixel lists, and so the outputs, are deterministic.
 #pragma once
 
-#include "common/mma_tile.h"
 #include "common/tile_gemm.h"
 #include "common/trace.h"
+#include "drconv/drconv_lists.h"
 #include "drconv/drconv_math.h"
+#include "drconv/drconv_mma.h"
 
 namespace dynconv {
-
-constexpr int kDrChunk = 256;  // pixels per block of the listing passes (= threads)
 
 template <int BM, int BN, int TM, int TN>
 using DrTile = GemmTile<BM, BN, TM, TN>;
 using DrTileLarge = DrTile<64, 64, 4, 4>;   // O > 16
 using DrTileSmall = DrTile<16, 128, 2, 4>;  // O <= 16
 
-using DrMmaTileWide = MmaTile<128, 64>;  // FP16, O >= 128
-using DrMmaTileTall = MmaTile<64, 128>;  // FP16, 32 <= O < 128
+using DrMmaTileWide = DrMmaTile<128, 128, 32>;  // FP16, O > 64: 2 x 2 warps of 64 x 64
+using DrMmaTileTall = DrMmaTile<64, 256, 16>;   // FP16, 32 <= O <= 64: 1 x 4 warps of 64 x 64
 
 enum class DrKernel : int { kFmaLarge, kFmaSmall, kMmaWide, kMmaTall };
 
 DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io) {
-    if (fp16_io && p.O >= 32) return p.O >= 128 ? DrKernel::kMmaWide : DrKernel::kMmaTall;
+    if (fp16_io && p.O >= 32) return p.O > 64 ? DrKernel::kMmaWide : DrKernel::kMmaTall;
     return p.O > 16 ? DrKernel::kFmaLarge : DrKernel::kFmaSmall;
 }
 
@@ -48,49 +47,44 @@ DYNCONV_HD int drconv_tile_pixels(DrKernel k) {
     }
 }
 
-//! Workspace of the pixel lists (ints): the region map [N][Ho*Wo], chunk counts/bases [N*m][chunks], region
-//! start and count [N*m], tile prefix [N*m + 1] and the lists themselves [N][Ho*Wo].
-struct DrLists {
-    int* region;  // per n: region of each pixel (pass 1 finds it, pass 3 reads it back)
-    int* chunk;   // per (n, t, chunk): pixel count, then (after the scan) the chunk's first slot in the list
-    int* start;   // per (n, t): first slot of region t inside sample n's list
-    int* count;   // per (n, t): pixels of region t
-    int* tiles;   // per (n, t): first GEMM tile of the pair; tiles[N*m] = total tiles
-    int* pixels;  // per n: Ho*Wo pixel indices i*Wo + j, grouped by region, ascending inside a region
-};
-
-DYNCONV_HD long long drconv_chunks(const DrconvParams& p) {
-    return (static_cast<long long>(p.Ho) * p.Wo + kDrChunk - 1) / kDrChunk;
-}
-
-DYNCONV_HD long long drconv_workspace_ints(const DrconvParams& p) {
-    const long long pairs = static_cast<long long>(p.N) * p.m;
-    return pairs * drconv_chunks(p) + 3 * pairs + 1 + 2 * static_cast<long long>(p.N) * p.Ho * p.Wo;
-}
-
-DYNCONV_HD DrLists drconv_lists(const DrconvParams& p, int* ws) {
-    const long long pairs = static_cast<long long>(p.N) * p.m;
-    DrLists l;
-    l.region = ws;
-    l.chunk = l.region + static_cast<long long>(p.N) * p.Ho * p.Wo;
-    l.start = l.chunk + pairs * drconv_chunks(p);
-    l.count = l.start + pairs;
-    l.tiles = l.count + pairs;
-    l.pixels = l.tiles + pairs + 1;
-    return l;
-}
-
-//! Upper bound of the GEMM tiles: sum over (n, t) of ceil(count / BN) <= N * ceil(Ho*Wo / BN) + N*m.
-DYNCONV_HD long long drconv_max_tiles(const DrconvParams& p, int bn) {
-    const long long hw = static_cast<long long>(p.Ho) * p.Wo;
-    return static_cast<long long>(p.N) * ((hw + bn - 1) / bn + p.m);
+//! The kernel's name in the performance model (its ptxas entry: drconv_<mma|fma>_<BM>x<BN>).
+inline const char* drconv_kernel_name(DrKernel k) {
+    switch (k) {
+    case DrKernel::kFmaLarge: return "drconv_fma_64x64";
+    case DrKernel::kFmaSmall: return "drconv_fma_16x128";
+    case DrKernel::kMmaWide: return "drconv_mma_128x128";
+    default: return "drconv_mma_64x256";
+    }
 }
 
 // ---- passes 1 and 3: regions of one chunk of pixels (block = (chunk, n)) --------------------------------
 
 struct DrChunkSmem {
-    int region[kDrChunk];  // -1 past the last pixel
+    int region[kDrChunk];            // -1 past the last pixel
+    unsigned codes[kDrChunk / 4];    // the same as bytes (255: none) when m <= 255: 4 regions per shared load
 };
+
+//! Regions fit the byte codes of DrChunkSmem (the counting loops then read 4 pixels per shared load).
+DYNCONV_HD bool dr_byte_codes(const DrconvParams& p) { return p.m <= 255; }
+
+DYNCONV_HD void dr_chunk_record(const DrconvParams& p, int t, int r, DrChunkSmem& sm) {
+    DYNCONV_STS(&sm.region[t], r);
+    if (dr_byte_codes(p)) DYNCONV_STS(reinterpret_cast<unsigned char*>(sm.codes) + t, static_cast<unsigned char>(r < 0 ? 255 : r));
+}
+
+//! Pixels of region r among the chunk's first `end` pixels.
+DYNCONV_HD int dr_chunk_count_before(const DrconvParams& p, const DrChunkSmem& sm, int r, int end) {
+    int c = 0;
+    if (dr_byte_codes(p)) {
+        for (int k = 0; k < end; k += 4) {
+            const unsigned w = DYNCONV_LDS(&sm.codes[k / 4]);
+            for (int b = 0; b < 4 && k + b < end; ++b) c += int((w >> (8 * b)) & 0xffu) == r;
+        }
+    } else {
+        for (int k = 0; k < end; ++k) c += DYNCONV_LDS(&sm.region[k]) == r;
+    }
+    return c;
+}
 
 //! Pass 1: thread t finds the region of pixel t of the chunk (argmax of the guide) and records it.
 template <typename T>
@@ -102,23 +96,19 @@ DYNCONV_HD void dr_chunk_regions(const DrconvParams& p, const T* guide, const Dr
         r = drconv_region(guide, p, n, int(q / p.Wo), int(q % p.Wo));
         DYNCONV_STG(l.region + n * hw + q, r);
     }
-    DYNCONV_STS(&sm.region[t], r);
+    dr_chunk_record(p, t, r, sm);
 }
 
 //! Pass 3: the regions pass 1 recorded for the chunk.
 DYNCONV_HD void dr_chunk_recall(const DrconvParams& p, const DrLists& l, int chunk, int n, int t, DrChunkSmem& sm) {
     const long long q = static_cast<long long>(chunk) * kDrChunk + t, hw = static_cast<long long>(p.Ho) * p.Wo;
-    DYNCONV_STS(&sm.region[t], DYNCONV_LDG_IF(q < hw, l.region + n * hw + q, -1));
+    dr_chunk_record(p, t, DYNCONV_LDG_IF(q < hw, l.region + n * hw + q, -1), sm);
 }
 
 //! Pass 1, after dr_chunk_regions: thread t counts region t (and t + 256, ...) in the chunk.
 DYNCONV_HD void dr_chunk_count(const DrconvParams& p, const DrLists& l, int chunk, int n, int t, const DrChunkSmem& sm) {
-    const long long chunks = drconv_chunks(p);
-    for (int r = t; r < p.m; r += kDrChunk) {
-        int c = 0;
-        for (int k = 0; k < kDrChunk; ++k) c += DYNCONV_LDS(&sm.region[k]) == r;
-        DYNCONV_STG(l.chunk + (static_cast<long long>(n) * p.m + r) * chunks + chunk, c);
-    }
+    for (int r = t; r < p.m; r += kDrChunk)
+        DYNCONV_STG(l.chunk + drconv_chunk_slot(p, chunk, static_cast<long long>(n) * p.m + r), dr_chunk_count_before(p, sm, r, kDrChunk));
 }
 
 //! Pass 3, after dr_chunk_recall: pixel t of the chunk goes to its region's list, after the chunk's
@@ -126,24 +116,32 @@ DYNCONV_HD void dr_chunk_count(const DrconvParams& p, const DrLists& l, int chun
 DYNCONV_HD void dr_chunk_scatter(const DrconvParams& p, const DrLists& l, int chunk, int n, int t, const DrChunkSmem& sm) {
     const int r = DYNCONV_LDS(&sm.region[t]);
     if (r < 0) return;
-    int rank = 0;
-    for (int k = 0; k < t; ++k) rank += DYNCONV_LDS(&sm.region[k]) == r;
+    const int rank = dr_chunk_count_before(p, sm, r, t);
     const long long pair = static_cast<long long>(n) * p.m + r;
-    const long long slot = DYNCONV_LDG(l.start + pair) + DYNCONV_LDG(l.chunk + pair * drconv_chunks(p) + chunk) + rank;
+    const long long slot = DYNCONV_LDG(l.start + pair) + DYNCONV_LDG(l.chunk + drconv_chunk_slot(p, chunk, pair)) + rank;
     DYNCONV_STG(l.pixels + static_cast<long long>(n) * p.Ho * p.Wo + slot, chunk * kDrChunk + t);
 }
 
 // ---- pass 2: scans (one block) ---------------------------------------------------------------------------
 
 //! Phase 1, thread t: for pairs t, t + 256, ...: chunk counts -> chunk bases (exclusive scan); region count.
+//! The counts are read kScanBatch chunks at a time before any is overwritten: that many loads in flight
+//! per thread instead of one round trip per chunk.
 DYNCONV_HD void dr_scan_chunks(const DrconvParams& p, const DrLists& l, int t) {
+    constexpr int kScanBatch = 8;
     const long long chunks = drconv_chunks(p), pairs = static_cast<long long>(p.N) * p.m;
     for (long long e = t; e < pairs; e += kDrChunk) {
         int base = 0;
-        for (long long c = 0; c < chunks; ++c) {
-            const int v = DYNCONV_LDG(l.chunk + e * chunks + c);
-            DYNCONV_STG(l.chunk + e * chunks + c, base);
-            base += v;
+        for (long long c0 = 0; c0 < chunks; c0 += kScanBatch) {
+            int v[kScanBatch];
+            DR_UNROLL
+            for (int j = 0; j < kScanBatch; ++j)
+                v[j] = DYNCONV_LDG_IF(c0 + j < chunks, l.chunk + drconv_chunk_slot(p, c0 + j, e), 0);
+            DR_UNROLL
+            for (int j = 0; j < kScanBatch; ++j) {
+                if (c0 + j < chunks) DYNCONV_STG(l.chunk + drconv_chunk_slot(p, c0 + j, e), base);
+                base += v[j];
+            }
         }
         DYNCONV_STG(l.count + e, base);
     }
@@ -229,36 +227,6 @@ struct DrGemmSmem {
     int n, region, first, len;              // the tile: sample, region, first list slot, pixel count
 };
 
-template <class Cfg>
-struct DrMmaSmem {
-    static constexpr int kPadX = Cfg::LDS - Cfg::BN, kPadW = Cfg::LDW - Cfg::BM;
-    alignas(32) float stage[Cfg::BM][Cfg::LDO];  // the block's FP32 results
-    alignas(32) MmaHalf s[Cfg::BK][Cfg::LDS];    // samples: matrix B (K x N, row-major)
-    alignas(32) MmaHalf w[Cfg::BK][Cfg::LDW];    // filters: matrix A (M x K, column-major)
-    int pix[Cfg::BN];
-    int y0[Cfg::BN], x0[Cfg::BN];
-    int n, region, first, len;
-};
-
-//! Phase 0, thread 0: which (n, t) list and which part of it tile bx covers (len = 0: past the end).
-DYNCONV_HD void dr_find_tile(const DrconvParams& p, const DrLists& l, int bn, int bx, int t, int& n, int& region,
-                             int& first, int& len) {
-    if (t != 0) return;
-    const long long pairs = static_cast<long long>(p.N) * p.m;
-    len = 0;
-    if (bx >= l.tiles[pairs]) return;
-    long long lo = 0, hi = pairs - 1;  // last pair whose first tile <= bx (pairs without tiles share it)
-    while (lo < hi) {
-        const long long mid = (lo + hi + 1) / 2;
-        if (l.tiles[mid] <= bx) lo = mid; else hi = mid - 1;
-    }
-    n = int(lo / p.m);
-    region = int(lo % p.m);
-    const int within = (bx - l.tiles[lo]) * bn;
-    first = l.start[lo] + within;
-    len = l.count[lo] - within < bn ? l.count[lo] - within : bn;
-}
-
 //! Thread t < BN: the list slot -> pixel of column t and its window origin (sm: pix/y0/x0/n/first/len).
 template <class Cfg, class Smem>
 DYNCONV_HD void dr_load_pixels(const DrconvParams& p, const DrLists& l, int t, Smem& sm) {
@@ -290,7 +258,7 @@ DYNCONV_HD float dr_sample(const DrconvParams& p, const T* x, const Smem& sm, co
 }
 
 //! Reduction steps k0 .. k0+kc-1 into x[kk][col] (samples) and w[kk][mm] (the tile's filters), through
-//! `store(value)` (FP32 for the FMA tiles, FP16-rounded for the tensor-core tiles).
+//! `store(value)`.
 template <class Cfg, typename T, class Smem, class Elem, class Store>
 DYNCONV_HD void dr_fill(const DrconvParams& p, const T* x, const T* filters, int o0, int k0, int kc, int t, const Smem& sm,
                         Elem (&xs)[Cfg::BK][Cfg::BN + Smem::kPadX], Elem (&ws)[Cfg::BK][Cfg::BM + Smem::kPadW],
@@ -312,9 +280,6 @@ DYNCONV_HD void dr_fill(const DrconvParams& p, const T* x, const T* filters, int
 
 struct DrKeepFloat {
     DYNCONV_HD float operator()(float v) const { return v; }
-};
-struct DrToHalf {
-    DYNCONV_HD MmaHalf operator()(float v) const { return to_mma_half(v); }
 };
 
 template <class Cfg, typename T>
@@ -353,41 +318,6 @@ DYNCONV_HD void drconv_gemm_block(const DrconvParams& p, const T* x, const T* fi
         ex.sync();
     }
     ex.each([&](int t, TileAcc<Cfg>& acc) { dr_store<Cfg, T>(p, out, o0, t, sm, acc); });
-}
-
-template <class Cfg, typename T>
-DYNCONV_HD void dr_mma_store(const DrconvParams& p, T* out, int o0, int t, const DrMmaSmem<Cfg>& sm) {
-    const long long hw = static_cast<long long>(p.Ho) * p.Wo;
-    for (int e = t; e < Cfg::BM * Cfg::BN; e += Cfg::kThreads) {
-        const int m = e / Cfg::BN, col = e % Cfg::BN;  // consecutive threads: consecutive columns
-        const int q = DYNCONV_LDS(&sm.pix[col]);
-        if (q >= 0 && o0 + m < p.O)
-            DYNCONV_STG(out + (static_cast<long long>(sm.n) * p.O + o0 + m) * hw + q, from_float<T>(DYNCONV_LDS(&sm.stage[m][col])));
-    }
-}
-
-//! The tensor-core GEMM block (executor with each(f(t)), each_warp(f(warp, acc)), sync()).
-template <class Cfg, typename T, class Exec>
-DYNCONV_HD void drconv_mma_block(const DrconvParams& p, const T* x, const T* filters, T* out, const DrLists& l,
-                                 int bx, int by, DrMmaSmem<Cfg>& sm, Exec& ex) {
-    const int o0 = by * Cfg::BM;
-    ex.each([&](int t) { dr_find_tile(p, l, Cfg::BN, bx, t, sm.n, sm.region, sm.first, sm.len); });
-    ex.sync();
-    if (sm.len == 0) return;
-    ex.each([&](int t) { dr_load_pixels<Cfg>(p, l, t, sm); });
-    ex.each_warp([&](int, auto& acc) { mma_zero(acc); });
-    ex.sync();
-    const int K = p.C * p.kh * p.kw;
-    for (int k0 = 0; k0 < K; k0 += Cfg::BK) {
-        const int kc = K - k0 < Cfg::BK ? K - k0 : Cfg::BK;
-        ex.each([&](int t) { dr_fill<Cfg, T>(p, x, filters, o0, k0, kc, t, sm, sm.s, sm.w, DrToHalf()); });
-        ex.sync();
-        ex.each_warp([&](int warp, auto& acc) { mma_step<Cfg>(warp, sm.w, sm.s, acc); });
-        ex.sync();
-    }
-    ex.each_warp([&](int warp, auto& acc) { mma_stage<Cfg>(warp, acc, sm.stage); });
-    ex.sync();
-    ex.each([&](int t) { dr_mma_store<Cfg, T>(p, out, o0, t, sm); });
 }
 
 } // namespace dynconv

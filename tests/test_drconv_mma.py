@@ -1,0 +1,47 @@
+"""DRConv's tensor-core GEMM (trt_plugins_cpp/drconv/drconv_mma.h) under the access tracer: the MMA work is
+that of the listed pixels (partial tiles rounded up to 16-column fragments only), the hot shared-memory
+accesses are conflict-free, and the FP16 result matches the FP32 path within FP16 rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dynconv.plugins import native
+from dynconv.plugins.perfmodel import trace_op
+
+ATTRS = dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1])
+
+
+def _inputs(n: int, c: int, h: int, w: int, o: int, m: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.standard_normal((n, c, h, w)).astype(np.float32), rng.standard_normal((n, m, h, w)).astype(np.float32),
+            rng.standard_normal((n, m, o, c, 3, 3)).astype(np.float32)]
+
+
+# (C, O, tile rows BM, tile columns BN, chunk BK): O > 64 takes the 128x128 tile, 32 <= O <= 64 the 64x256 one
+@pytest.mark.parametrize("c, o, bm, bn, bk", [(8, 96, 128, 128, 32), (8, 40, 64, 256, 16)])
+def test_mma_work_is_the_listed_pixels_in_16_column_fragments(c, o, bm, bn, bk):
+    n, h, w, m = 2, 13, 21, 3
+    inputs = _inputs(n, c, h, w, o, m, np.random.default_rng(o))
+    launches = trace_op("drconv", inputs, dict(ATTRS, region_num=m), fp16=True, picks=10**6)
+    gemm = launches[-1]
+    assert gemm.kernel == f"drconv_mma_{bm}x{bn}"
+    assert gemm.blocks_traced == gemm.blocks_total
+    # pixels per (sample, region): the first maximum of the FP16 guide wins
+    regions = inputs[1].astype(np.float16).argmax(axis=1)
+    counts = [int((regions[k] == r).sum()) for k in range(n) for r in range(m)]
+    # each tile of bn listed pixels: its 16-column fragments with data, x the channel tiles x the K chunks
+    fragments = sum(-(-min(bn, cnt - t0) // 16) for cnt in counts for t0 in range(0, cnt, bn))
+    k_chunks = -(-c * 9 // bk)
+    assert gemm.mma == fragments * (-(-o // bm)) * (bm // 16) * k_chunks * (bk // 16)
+    assert gemm.bank_conflict_factor() == 1.0
+
+
+def test_fp16_gemm_matches_the_fp32_path():
+    inputs = _inputs(1, 16, 9, 11, 72, 4, np.random.default_rng(5))
+    inputs = [a.astype(np.float16).astype(np.float32) for a in inputs]
+    attrs = dict(ATTRS, region_num=4)
+    fp32 = native.run_reference("drconv", inputs, attrs)
+    fp16 = native.run_reference("drconv", inputs, attrs, fp16_io=True)
+    # FP16-exact operands, FP32 sums in another order: only summation-order differences
+    assert np.abs(fp16 - fp32).max() <= 1e-4 * np.abs(fp32).max()
