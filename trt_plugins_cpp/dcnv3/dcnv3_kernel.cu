@@ -3,14 +3,17 @@
 // One thread = one work item of dcnv3_math.h: V contiguous channels of one group at one output
 // pixel. Consecutive threads take consecutive channel chunks, then groups, then pixels, so a warp
 // reads each neighbour's channels of a group as contiguous 16-byte (or 8/4-byte) vectors and writes
-// whole NHWC output rows. The (pixel, group)'s 2P offsets and P mask values are read once per item
-// and the FP32 bilinear weights (mask folded in) serve all V channels. The 3x3 kernel (InternImage,
-// DCNv4) is compiled with a fixed size so the point loop unrolls and its offset/mask loads issue
-// together. Vector loads need Cg % V == 0 and aligned base pointers; otherwise a scalar path with a
-// tail chunk runs (same math, see dcnv3_plan).
+// whole NHWC output rows. The FP32 bilinear weights (mask folded in) serve all V channels. The 3x3
+// kernel (InternImage, DCNv4) is compiled with a fixed size so the point loop unrolls, and its blocks
+// first copy their slots' offsets and masks (two contiguous ranges) to shared memory with coalesced
+// loads (dcnv3_block); other sizes read each item's 2P offsets and P masks from global memory.
+// Vector loads need Cg % V == 0 and aligned base pointers; otherwise a scalar path with a tail chunk
+// runs (same math, see dcnv3_plan).
 #include "dcnv3/dcnv3_kernel.h"
 
 #include <cuda_fp16.h>
+
+#include "common/gpu_exec.cuh"
 
 namespace dynconv {
 namespace {
@@ -129,15 +132,24 @@ struct VecStore {
     }
 };
 
-// Grid-stride loop over the work items of dcnv3_math.h (dcnv3_item is shared with the CPU reference).
+static_assert(kDcnv3BlockItems == kThreads, "the staged 3x3 path runs one item per thread");
+
+// K == 3: one block of dcnv3_block (offsets/masks staged in shared memory) per 256 items. Other kernel
+// sizes: grid-stride loop over the work items. Both bodies are shared with the CPU reference.
 template <typename T, int V, bool kVec, int K>
 __global__ void __launch_bounds__(kThreads)
 dcnv3_kernel(const T* __restrict__ x, const T* __restrict__ offset, const T* __restrict__ mask, T* __restrict__ out,
              Dcnv3Params p, int chunks, long long total) {
     const bool narrow = total <= 0xffffffffLL;
-    for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
-         idx += static_cast<long long>(gridDim.x) * blockDim.x)
-        dcnv3_item<V, K, kVec>(x, offset, mask, out, p, chunks, idx, narrow, VecLoad<V>{}, VecStore<V>{});
+    if constexpr (K == 3) {
+        __shared__ Dcnv3Smem sm;
+        GpuBlockExec<Dcnv3NoAcc> ex;
+        dcnv3_block<V, kVec>(x, offset, mask, out, p, chunks, total, blockIdx.x, narrow, sm, ex, VecLoad<V>{}, VecStore<V>{});
+    } else {
+        for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
+             idx += static_cast<long long>(gridDim.x) * blockDim.x)
+            dcnv3_item<V, K, kVec>(x, offset, mask, out, p, chunks, idx, narrow, VecLoad<V>{}, VecStore<V>{});
+    }
 }
 
 //! Common power-of-two alignment (bytes, capped at 16) of the pointers read/written with vectors.
@@ -152,10 +164,14 @@ template <typename T, int V, bool kVec>
 cudaError_t launch_v(const T* x, const T* offset, const T* mask, T* out, const Dcnv3Params& p, cudaStream_t stream) {
     const int chunks = (p.group_channels + V - 1) / V;
     const long long total = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group * chunks;
-    const unsigned int grid = grid_for(total);
-    if (p.kh == 3 && p.kw == 3)
-        return launch_kernel(dcnv3_kernel<T, V, kVec, 3>, grid, kThreads, stream, x, offset, mask, out, p, chunks, total);
-    return launch_kernel(dcnv3_kernel<T, V, kVec, 0>, grid, kThreads, stream, x, offset, mask, out, p, chunks, total);
+    if (p.kh == 3 && p.kw == 3) {
+        const long long blocks = (total + kThreads - 1) / kThreads;
+        if (blocks > 0x7fffffffLL) return cudaErrorInvalidConfiguration;  // > 2^39 items: beyond any real map
+        return launch_kernel(dcnv3_kernel<T, V, kVec, 3>, dim3(static_cast<unsigned int>(blocks)), kThreads, stream, x,
+                             offset, mask, out, p, chunks, total);
+    }
+    return launch_kernel(dcnv3_kernel<T, V, kVec, 0>, grid_for(total), kThreads, stream, x, offset, mask, out, p, chunks,
+                         total);
 }
 
 template <typename T>

@@ -57,15 +57,27 @@ DYNCONV_HD void dcnv3_offset_pair(const T* p, float& x, float& y) {
 #endif
 }
 
-//! Accumulates, for V channels of one group at one output pixel, sum_p mask_p * bilinear_p into acc.
-//!   xg:  input + n*H*W*C + g*Cg + c0   (channel c0 of group g at pixel (0,0) of image n)
+//! The (pixel, group)'s offsets and masks read from global memory, per point:
 //!   off: offset + ((n*Ho+oh)*Wo+ow)*G*2P + g*2P   (the 2P offsets (x, y) of this pixel and group)
 //!   msk: mask   + ((n*Ho+oh)*Wo+ow)*G*P  + g*P
+template <typename T>
+struct Dcnv3GlobalSrc {
+    const T* off;
+    const T* msk;
+    DYNCONV_HD void operator()(int pt, float& dx, float& dy, float& m) const {
+        dcnv3_offset_pair(off + 2 * pt, dx, dy);
+        m = to_float(DYNCONV_LDG(msk + pt));
+    }
+};
+
+//! Accumulates, for V channels of one group at one output pixel, sum_p mask_p * bilinear_p into acc.
+//!   xg:  input + n*H*W*C + g*Cg + c0   (channel c0 of group g at pixel (0,0) of image n)
+//!   src(pt, dx, dy, m): point pt's offsets and mask (Dcnv3GlobalSrc, or the block's staged copy)
 //! `load(ptr, w, acc)` adds w * ptr[k] to acc[k] for the item's channels (k < V, or k < nc in a tail).
 //! KH/KW > 0 fix the kernel size at compile time (full unrolling); 0 reads it from p.
-template <int V, int KH, int KW, typename T, typename Load>
-DYNCONV_HD void dcnv3_gather(const T* xg, const T* off, const T* msk, const Dcnv3Params& p, int oh, int ow,
-                             const Load& load, float (&acc)[V]) {
+template <int V, int KH, int KW, typename T, typename Src, typename Load>
+DYNCONV_HD void dcnv3_gather(const T* xg, const Src& src, const Dcnv3Params& p, int oh, int ow, const Load& load,
+                             float (&acc)[V]) {
     const int kh = KH > 0 ? KH : p.kh;
     const int kw = KW > 0 ? KW : p.kw;
     const long long C = static_cast<long long>(p.group) * p.group_channels;
@@ -86,11 +98,10 @@ DYNCONV_HD void dcnv3_gather(const T* xg, const T* off, const T* msk, const Dcnv
 #endif
         for (int j = 0; j < kh; ++j) {
             if (p.remove_center && i == ci && j == cj) continue;
-            float dx, dy;
-            dcnv3_offset_pair(off + 2 * pt, dx, dy);
+            float dx, dy, m;
+            src(pt, dx, dy, m);
             const float lx = base_x + (grid_x + dx) * p.offset_scale;
             const float ly = base_y + (static_cast<float>(j * p.dh - half_h) + dy) * p.offset_scale;
-            const float m = to_float(DYNCONV_LDG(msk + pt));
             ++pt;
             trace_count(TraceCounter::kSamples, 1);
             if (!(ly > -1.f && lx > -1.f && ly < fH && lx < fW)) continue;  // also drops NaN locations
@@ -172,28 +183,104 @@ DYNCONV_HD Dcnv3Item dcnv3_decompose(long long idx, int chunks, const Dcnv3Param
 //! One work item, end to end: the kernel's loop body and the CPU reference's.
 //! kVec: full V-wide chunks read/written through `vload`/`vstore` (requires Cg % V == 0 and aligned
 //! pointers); otherwise scalar reads and writes with nc = min(V, Cg - c0) (tail chunk).
-template <int V, int K, bool kVec, typename T, typename VLoad, typename VStore>
-DYNCONV_HD void dcnv3_item(const T* x, const T* offset, const T* mask, T* out, const Dcnv3Params& p, int chunks,
-                           long long idx, bool narrow, const VLoad& vload, const VStore& vstore) {
-    const Dcnv3Item it = dcnv3_decompose(idx, chunks, p, narrow);
+//! The work item `it` with its offsets and masks from `src`.
+template <int V, int K, bool kVec, typename T, typename Src, typename VLoad, typename VStore>
+DYNCONV_HD void dcnv3_item_at(const T* x, const Src& src, T* out, const Dcnv3Params& p, const Dcnv3Item& it,
+                              const VLoad& vload, const VStore& vstore) {
     const int Cg = p.group_channels;
     const long long C = static_cast<long long>(p.group) * Cg;
     const int c0 = it.chunk * V;
     const T* xg = x + static_cast<long long>(it.n) * p.H * p.W * C + it.g * Cg + c0;
-    const T* off = offset + it.slot * 2 * p.P;
-    const T* msk = mask + it.slot * p.P;
     T* o = out + it.slot * Cg + c0;  // (pix*G + g)*Cg + c0 = pix*C + g*Cg + c0
     float acc[V];
     for (int k = 0; k < V; ++k) acc[k] = 0.f;
     if constexpr (kVec) {
-        dcnv3_gather<V, K, K>(xg, off, msk, p, it.oh, it.ow, vload, acc);
+        dcnv3_gather<V, K, K>(xg, src, p, it.oh, it.ow, vload, acc);
         vstore(o, acc);
     } else {
         const int nc = Cg - c0 < V ? Cg - c0 : V;
-        dcnv3_gather<V, K, K>(xg, off, msk, p, it.oh, it.ow, Dcnv3ScalarLoad<V>{nc}, acc);
+        dcnv3_gather<V, K, K>(xg, src, p, it.oh, it.ow, Dcnv3ScalarLoad<V>{nc}, acc);
         for (int k = 0; k < V; ++k)
-            if (k < nc) o[k] = from_float<T>(acc[k]);
+            if (k < nc) DYNCONV_STG(o + k, from_float<T>(acc[k]));
     }
+}
+
+//! One work item, end to end, offsets and masks read from global memory (kernel sizes other than 3x3).
+template <int V, int K, bool kVec, typename T, typename VLoad, typename VStore>
+DYNCONV_HD void dcnv3_item(const T* x, const T* offset, const T* mask, T* out, const Dcnv3Params& p, int chunks,
+                           long long idx, bool narrow, const VLoad& vload, const VStore& vstore) {
+    const Dcnv3Item it = dcnv3_decompose(idx, chunks, p, narrow);
+    const Dcnv3GlobalSrc<T> src{offset + it.slot * 2 * p.P, mask + it.slot * p.P};
+    dcnv3_item_at<V, K, kVec>(x, src, out, p, it, vload, vstore);
+}
+
+// ---- 3x3 blocks: offsets and masks staged in shared memory ------------------------------------------------
+// A block runs kDcnv3BlockItems consecutive items; their (pixel, group) slots are consecutive, so the slots'
+// offsets and masks are two contiguous ranges of global memory. The block copies them to shared memory
+// with consecutive threads reading consecutive elements (coalesced), then each item reads its 3P values
+// from there. (Read per item from global memory, the 2P offsets of a slot are P separate 36- or 72-byte
+// strided warp requests, several times the sectors the bytes need.)
+
+constexpr int kDcnv3BlockItems = 256;  //!< threads (= items) per block of the staged path
+constexpr int kDcnv3StagedPoints = 9;  //!< P of a 3x3 window (8 with remove_center)
+
+struct alignas(8) Dcnv3Pair {
+    float x, y;
+};
+
+//! Per slot: the P offset pairs and P masks, rows padded to an odd length (P | 1) so the slots a warp
+//! reads fall in distinct banks.
+struct Dcnv3Smem {
+    Dcnv3Pair off[kDcnv3BlockItems * kDcnv3StagedPoints];
+    float msk[kDcnv3BlockItems * kDcnv3StagedPoints];
+};
+
+struct Dcnv3NoAcc {};
+
+//! Point pt of one slot's staged row.
+struct Dcnv3SmemSrc {
+    const Dcnv3Pair* off;
+    const float* msk;
+    DYNCONV_HD void operator()(int pt, float& dx, float& dy, float& m) const {
+        const Dcnv3Pair q = DYNCONV_LDS(off + pt);
+        dx = q.x;
+        dy = q.y;
+        m = DYNCONV_LDS(msk + pt);
+    }
+};
+
+//! Block bx of the staged 3x3 path (items bx*256 ... of `total`): copy phase, barrier, item phase.
+//! `narrow`: 32-bit item decomposition (total < 2^32).
+template <int V, bool kVec, typename T, class Exec, typename VLoad, typename VStore>
+DYNCONV_HD void dcnv3_block(const T* x, const T* offset, const T* mask, T* out, const Dcnv3Params& p, int chunks,
+                            long long total, long long bx, bool narrow, Dcnv3Smem& sm, Exec& ex, const VLoad& vload,
+                            const VStore& vstore) {
+    const long long first = bx * kDcnv3BlockItems;
+    const long long last = (first + kDcnv3BlockItems < total ? first + kDcnv3BlockItems : total) - 1;
+    const long long slot0 = first / chunks;
+    const int slots = static_cast<int>(last / chunks - slot0 + 1);
+    const int P = p.P, row = P | 1;
+    ex.each([&](int t, Dcnv3NoAcc&) {
+        const T* ob = offset + slot0 * 2 * P;
+        for (int e = t; e < slots * 2 * P; e += kDcnv3BlockItems) {
+            const int s = e / (2 * P), k = e - s * 2 * P;
+            Dcnv3Pair& dst = sm.off[s * row + (k >> 1)];
+            DYNCONV_STS((k & 1) ? &dst.y : &dst.x, to_float(DYNCONV_LDG(ob + e)));
+        }
+        const T* mb = mask + slot0 * P;
+        for (int e = t; e < slots * P; e += kDcnv3BlockItems) {
+            const int s = e / P;
+            DYNCONV_STS(&sm.msk[s * row + e - s * P], to_float(DYNCONV_LDG(mb + e)));
+        }
+    });
+    ex.sync();
+    ex.each([&](int t, Dcnv3NoAcc&) {
+        const long long idx = first + t;
+        if (idx > last) return;
+        const Dcnv3Item it = dcnv3_decompose(idx, chunks, p, narrow);
+        const int s = static_cast<int>(it.slot - slot0);
+        dcnv3_item_at<V, 3, kVec>(x, Dcnv3SmemSrc{sm.off + s * row, sm.msk + s * row}, out, p, it, vload, vstore);
+    });
 }
 
 //! Channels per work item and whether the item uses aligned vector loads (then nc == V always).

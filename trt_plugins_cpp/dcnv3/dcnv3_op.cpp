@@ -1,5 +1,9 @@
 #include "dcnv3/dcnv3_op.h"
 
+#include <memory>
+
+#include "common/cpu_exec.h"
+
 namespace dynconv {
 
 Dcnv3Params dcnv3_params(const Attrs& a) {
@@ -51,9 +55,22 @@ void compute_items(const Dcnv3Params& p, const float* x, const float* offset, co
                                Dcnv3ScalarLoad<V>{V}, Dcnv3ScalarStore<V>{});
 }
 
+//! The staged 3x3 path: the kernel's blocks in turn; odd blocks take the 64-bit index path.
+template <int V, bool kVec>
+void compute_blocks(const Dcnv3Params& p, const float* x, const float* offset, const float* mask, float* out) {
+    const int chunks = (p.group_channels + V - 1) / V;
+    const long long total = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group * chunks;
+    auto sm = std::make_unique<Dcnv3Smem>();
+    for (long long bx = 0; bx * kDcnv3BlockItems < total; ++bx) {
+        CpuBlockExec<Dcnv3NoAcc, kDcnv3BlockItems> ex;
+        dcnv3_block<V, kVec>(x, offset, mask, out, p, chunks, total, bx, (bx & 1) == 0 && total <= 0xffffffffLL, *sm, ex,
+                             Dcnv3ScalarLoad<V>{V}, Dcnv3ScalarStore<V>{});
+    }
+}
+
 template <int V, bool kVec>
 void compute_k(const Dcnv3Params& p, const float* x, const float* offset, const float* mask, float* out) {
-    if (p.kh == 3 && p.kw == 3) compute_items<V, 3, kVec>(p, x, offset, mask, out);
+    if (p.kh == 3 && p.kw == 3) compute_blocks<V, kVec>(p, x, offset, mask, out);
     else compute_items<V, 0, kVec>(p, x, offset, mask, out);
 }
 

@@ -6,7 +6,9 @@
 
 namespace dynconv {
 
+//! x [N,C,H,W], fc [N,C,k,k], fs [N,k*k,Ho,Wo], out [N,C,Ho,Wo]; all of `type`, contiguous NCHW.
+//! `resident_threads` (kernel_common.h, queried once by the caller) sizes the channels each thread takes.
 cudaError_t ddf_forward(const void* x, const void* fc, const void* fs, void* out, const DdfParams& p, IoType type,
-                        cudaStream_t stream);
+                        long long resident_threads, cudaStream_t stream);
 
 } // namespace dynconv

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/math_common.h"
+#include "common/pixel_filter_strip.h"
 #include "common/trace.h"
 
 namespace dynconv {
@@ -36,8 +37,14 @@ DYNCONV_HD float ddf_point(const T* x, const T* fc, const T* fs, const DdfParams
     return acc;
 }
 
-//! Output element idx of the flat NCHW output (j fastest): the kernel's per-thread work (`narrow`:
-//! see split_nchw_index).
+//! The window as the strip decomposition sees it: tap (u, v) at (i*s + (u-r)*d, j*s + (v-r)*d).
+DYNCONV_HD StripGeom ddf_geom(const DdfParams& p) {
+    const int pad = p.d * ((p.k - 1) / 2);
+    return {p.k, p.k, p.s, p.s, pad, pad, p.d, p.d, p.N, p.C, p.H, p.W, p.Ho, p.Wo, 1};
+}
+
+//! Output element idx of the flat NCHW output (j fastest): the per-thread work of the kernel for kernel
+//! sizes without a strip body (`narrow`: see split_nchw_index).
 template <typename T>
 DYNCONV_HD void ddf_item(const T* x, const T* fc, const T* fs, T* out, const DdfParams& p, long long idx, bool narrow) {
     const NchwIndex at = split_nchw_index(idx, p.C, p.Ho, p.Wo, narrow);

@@ -31,10 +31,9 @@ Shape ddf_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::v
     DdfParams p = ddf_params(a);
     Shape o = ddf_shapes(shapes, &p);
     if (!out) return o;
-    for (int n = 0; n < p.N; ++n)
-        for (int c = 0; c < p.C; ++c)
-            for (int i = 0; i < p.Ho; ++i)
-                for (int j = 0; j < p.Wo; ++j) *out++ = ddf_point(in[0], in[1], in[2], p, n, c, i, j);
+    // the kernel's work decomposition (common/pixel_filter_strip.h), same item bodies
+    strip_run_cpu<true>(in[0], in[2], in[1], p.add, out, ddf_geom(p),
+                        [&](int n, int c, int i, int j) { return ddf_point(in[0], in[1], in[2], p, n, c, i, j); });
     return o;
 }
 

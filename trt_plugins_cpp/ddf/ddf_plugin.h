@@ -9,6 +9,8 @@ namespace dynconv {
 class DdfPlugin : public PluginBase {
 public:
     explicit DdfPlugin(const Attrs& attrs);
+    //! Queries the device once (resident threads, which size the channels per thread) instead of per enqueue.
+    int32_t initialize() noexcept override;
     nvinfer1::DimsExprs getOutputDimensions(int32_t outputIndex, const nvinfer1::DimsExprs* inputs, int32_t nbInputs,
                                             nvinfer1::IExprBuilder& b) noexcept override;
     int32_t enqueue(const nvinfer1::PluginTensorDesc* inputDesc, const nvinfer1::PluginTensorDesc* outputDesc,
@@ -19,6 +21,7 @@ protected:
 
 private:
     DdfParams p_;
+    long long resident_threads_ = 0;  //!< 0 until queried (initialize, or the first enqueue)
 };
 
 class DdfCreator : public CreatorBase {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common/math_common.h"
+#include "common/pixel_filter_strip.h"
 #include "common/trace.h"
 
 namespace dynconv {
@@ -32,8 +33,12 @@ DYNCONV_HD float involution_point(const T* x, const T* w, const InvolutionParams
     return acc;
 }
 
-//! Output element idx of the flat NCHW output (j fastest): the kernel's per-thread work (`narrow`:
-//! see split_nchw_index).
+DYNCONV_HD StripGeom involution_geom(const InvolutionParams& p) {
+    return {p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.N, p.C, p.H, p.W, p.Ho, p.Wo, p.groups};
+}
+
+//! Output element idx of the flat NCHW output (j fastest): the per-thread work of the kernel for kernel
+//! sizes without a strip body (`narrow`: see split_nchw_index).
 template <typename T>
 DYNCONV_HD void involution_item(const T* x, const T* w, T* out, const InvolutionParams& p, long long idx, bool narrow) {
     const NchwIndex at = split_nchw_index(idx, p.C, p.Ho, p.Wo, narrow);

@@ -29,11 +29,9 @@ Shape involution_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const
     InvolutionParams p = involution_params(a);
     Shape o = involution_shapes(shapes, &p);
     if (!out) return o;
-    for (int n = 0; n < p.N; ++n)
-        for (int c = 0; c < p.C; ++c)
-            for (int i = 0; i < p.Ho; ++i)
-                for (int j = 0; j < p.Wo; ++j)
-                    *out++ = involution_point(in[0], in[1], p, n, c, i, j);
+    // the kernel's work decomposition (common/pixel_filter_strip.h), same item bodies
+    strip_run_cpu<false>(in[0], in[1], nullptr, 0, out, involution_geom(p),
+                         [&](int n, int c, int i, int j) { return involution_point(in[0], in[1], p, n, c, i, j); });
     return o;
 }
 

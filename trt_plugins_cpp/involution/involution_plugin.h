@@ -9,6 +9,8 @@ namespace dynconv {
 class InvolutionPlugin : public PluginBase {
 public:
     explicit InvolutionPlugin(const Attrs& attrs);
+    //! Queries the device once (resident threads, which size the channels per thread) instead of per enqueue.
+    int32_t initialize() noexcept override;
     nvinfer1::DimsExprs getOutputDimensions(int32_t outputIndex, const nvinfer1::DimsExprs* inputs, int32_t nbInputs,
                                             nvinfer1::IExprBuilder& b) noexcept override;
     int32_t enqueue(const nvinfer1::PluginTensorDesc* inputDesc, const nvinfer1::PluginTensorDesc* outputDesc,
@@ -19,6 +21,7 @@ protected:
 
 private:
     InvolutionParams p_;
+    long long resident_threads_ = 0;  //!< 0 until queried (initialize, or the first enqueue)
 };
 
 class InvolutionCreator : public CreatorBase {
