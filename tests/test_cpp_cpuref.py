@@ -17,6 +17,11 @@ CASES = {
         (dict(kernel_size=[3, 5], stride=[2, 1], padding=[1, 2], dilation=[2, 1], groups=4), 2, 8, 11, 9),
         (dict(kernel_size=[7, 7], stride=[1, 1], padding=[3, 3], dilation=[1, 1], groups=2), 1, 4, 10, 10),
         (dict(kernel_size=[5, 3], stride=[1, 2], padding=[0, 3], dilation=[1, 2], groups=1), 3, 2, 8, 13),
+        # strip kernels: 3x3 two-row strips with 20-channel groups (8-channel items, last one partial), odd map
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=2), 2, 40, 7, 11),
+        # 3x3 strips with stride == dilation == 2; 5x5 one-row strips with dilation
+        (dict(kernel_size=[3, 3], stride=[2, 2], padding=[2, 2], dilation=[2, 2], groups=1), 1, 12, 9, 10),
+        (dict(kernel_size=[5, 5], stride=[1, 1], padding=[4, 4], dilation=[2, 2], groups=3), 1, 27, 6, 9),
     ],
     "ddf": [
         (dict(kernel_size=3, dilation=1, stride=1, combine="mul"), 1, 4, 7, 7),
@@ -24,6 +29,10 @@ CASES = {
         (dict(kernel_size=5, dilation=1, stride=2, combine="mul"), 2, 5, 11, 10),
         (dict(kernel_size=1, dilation=1, stride=1, combine="add"), 1, 2, 5, 6),
         (dict(kernel_size=3, dilation=2, stride=1, combine="mul"), 3, 4, 8, 5),
+        # strip kernels: 20 channels (8-channel items, last one partial), odd map, both combines
+        (dict(kernel_size=3, dilation=1, stride=1, combine="add"), 2, 20, 9, 13),
+        (dict(kernel_size=3, dilation=1, stride=1, combine="mul"), 1, 19, 10, 7),
+        (dict(kernel_size=7, dilation=1, stride=1, combine="mul"), 1, 10, 9, 8),
     ],
     "drconv": [
         (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=4), 1, 3, 7, 7, 5),
@@ -35,8 +44,17 @@ CASES = {
         (dict(kernel_size=[5, 3], stride=[1, 2], padding=[2, 1], dilation=[1, 1], region_num=3), 1, 7, 30, 21, 17),
         # more (sample, region) pairs than threads in the scan; most regions empty
         (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=130), 2, 3, 6, 7, 4),
+        # more regions than the listing passes' byte codes hold (> 255): their int fallback
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=300), 1, 3, 6, 7, 4),
         # FP16: tensor-core tiles of 128 channels (two, the second partial)
         (dict(kernel_size=[3, 3], stride=[2, 1], padding=[1, 1], dilation=[1, 2], region_num=4), 2, 5, 12, 13, 130),
+        # FP16 tensor-core tiles with 16-byte filter loads (K % 8 == 0): 128x128 with a K tail (K = 72), partial
+        # pixel tiles and paired input loads (3-wide window, even W: chunks start 0, 2, 1 taps into a window
+        # row); 64x256 at kernel 5 (K = 200), at 1x1 stride 2 (K = 16), on a tiny image (paired loads)
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=2), 1, 8, 21, 18, 96),
+        (dict(kernel_size=[5, 5], stride=[1, 1], padding=[2, 2], dilation=[1, 1], region_num=3), 1, 8, 9, 10, 64),
+        (dict(kernel_size=[1, 1], stride=[2, 2], padding=[0, 0], dilation=[1, 1], region_num=5), 2, 16, 13, 11, 40),
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=8), 1, 16, 2, 4, 33),
     ],
     # DCNv3: C = group*group_channels, input NHWC; Cg picks the work split (16: 8-wide, 12/4: 4-wide,
     # 6: 2-wide vectors; 5/3/1: scalar path with a tail chunk), 3x3 takes the unrolled path.
@@ -57,6 +75,11 @@ CASES = {
               offset_scale=1.0, remove_center=0), 1, 8, 5, 6),
         (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], group=4, group_channels=4,
               offset_scale=2.0, remove_center=1), 2, 16, 6, 5),
+        # staged 3x3 blocks: Cg = 8 (one item per slot: 256 slots per block) and Cg = 32 (4 items per slot)
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], group=2, group_channels=8,
+              offset_scale=1.0, remove_center=0), 2, 16, 9, 17),
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], group=2, group_channels=32,
+              offset_scale=1.0, remove_center=1), 1, 64, 6, 11),
     ],
     # DCNv2/DCNv1: (attrs, N, Cin, H, W, Cout, kh, kw, with_mask, with_bias). Cout/groups picks the tile
     # (>16: 64x64, 5..16: 16x128, <=4: 4x256); Cin/groups vs Cin/offset_groups and BK=16 exercise the
@@ -195,6 +218,27 @@ def test_deform_conv_fp16_engines_use_the_tensor_core_path_where_it_applies(cout
         assert 0 < diff <= 1e-2 * float(np.abs(fp32_path).max())
     else:
         assert diff == 0
+
+
+@pytest.mark.parametrize("combine", ["mul", "add"])
+def test_ddf_outside_taps_ignore_non_finite_channel_filters(combine):
+    """Taps outside the image contribute 0 even where the channel filter is inf (the strips skip them, they do
+    not multiply by a zero input): the first output row never uses tap row 0, so it stays finite."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 3, 6, 9)).astype(np.float32)
+    fc = rng.standard_normal((1, 3, 3, 3)).astype(np.float32)
+    fc[:, :, 0, :] = np.inf
+    fs = rng.standard_normal((1, 9, 6, 9)).astype(np.float32)
+    attrs = dict(kernel_size=3, dilation=1, stride=1, combine=combine)
+    got = native.run_reference("ddf", [x, fc, fs], attrs)
+    want = np.zeros((3, 9))  # output row 0 by the definition: taps (u, v) inside the image only
+    for u in (1, 2):
+        for v in range(3):
+            for j in range(9):
+                if 0 <= j + v - 1 < 9:
+                    f = fs[0, 3 * u + v, 0, j] * fc[0, :, u, v] if combine == "mul" else fs[0, 3 * u + v, 0, j] + fc[0, :, u, v]
+                    want[:, j] += x[0, :, u - 1, j + v - 1] * f
+    np.testing.assert_allclose(got[0, :, 0], want, rtol=1e-5, atol=1e-5)
 
 
 def test_cpuref_rejects_bad_shapes():

@@ -9,9 +9,9 @@ import pytest
 
 from dynconv.plugins.perfmodel import H200, trace_op, trace_planted
 from dynconv.plugins.perfmodel.__main__ import main
-from dynconv.plugins.perfmodel.cases import BENCH_OPS
+from dynconv.plugins.perfmodel.cases import BENCH_OPS, inside_corners, min_gather_sectors
 from dynconv.plugins.perfmodel.resources import kernel_key, occupancy, parse_ptxas
-from dynconv.plugins.perfmodel.roofline import yardstick_bound
+from dynconv.plugins.perfmodel.roofline import design_floor, op_floor, yardstick_bound
 
 # pattern -> (instructions, active lanes, units, ideal units, distinct bytes, DRAM read bytes); one block of
 # 256 threads = 8 warps; global units are 32-byte sectors, shared units are wavefronts.
@@ -59,21 +59,23 @@ def _dcn_inputs(n, cin, h, w, cout, rng):
 DCN_ATTRS = dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, offset_groups=1, with_mask=1, with_bias=1)
 
 
-@pytest.mark.parametrize("fp16", [False, True])
-def test_dcn_bilinear_sample_counts_are_exact(fp16):
-    """FP32 path: every (pixel, tap, channel) sample is computed once per launch (one block covers up to 256
-    output channels). The FP16 tensor-core path still samples once per 128-channel tile: exactly twice at
-    Cout = 160 (a kernel that samples twice, with a known answer)."""
-    n, cin, h, w, cout = 1, 16, 6, 7, 160
+@pytest.mark.parametrize("fp16, cout, tiles", [(False, 160, 1), (True, 160, 1), (True, 272, 2)])
+def test_dcn_bilinear_sample_counts_are_exact(fp16, cout, tiles):
+    """Every (pixel, tap, channel) sample is computed once per output-channel tile of a launch, and one tile
+    covers up to 256 output channels on both paths: once at Cout = 160, exactly twice at Cout = 272 (a
+    kernel that samples twice, with a known answer). The FP16 path first copies the input to NHWC."""
+    n, cin, h, w = 1, 16, 6, 7
     lcs = trace_op("deform_conv2d", _dcn_inputs(n, cin, h, w, cout, np.random.default_rng(0)), DCN_ATTRS,
                    fp16=fp16, picks=10**6)
-    (lc,) = lcs
+    if fp16:
+        assert [lc.kernel for lc in lcs] == ["dcn_nhwc", "dcn_slab_256x128"]
+    lc = lcs[-1]
     assert lc.blocks_traced == lc.blocks_total
     needed = n * h * w * 9 * cin
-    assert lc.samples == (2 * needed if fp16 else needed)
+    assert lc.samples == tiles * needed
     # the math's multiply-adds: FP32 FMAs on the FMA path, 16x16x16 MMAs (padded tiles) on the tensor-core path
     if fp16:
-        assert lc.kernel == "dcn_mma_128x64" and lc.mma * 4096 >= n * h * w * cout * cin * 9
+        assert lc.mma * 4096 >= n * h * w * cout * cin * 9
     else:
         assert lc.kernel == "dcn_fma_256x64" and lc.fma >= n * h * w * cout * cin * 9
 
@@ -126,3 +128,50 @@ def test_cli_rejects_bad_shape(capsys):
         main(["--shapes", "1x30x8"])
     assert e.value.code == 2
     assert "NxCxHxW" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("label, fp16", [("dcnv2", True), ("dcnv2", False), ("dcnv3", True), ("dcnv3", False)])
+def test_gather_floor_bounds_the_traced_gather(label, fp16):
+    """The design floor's gather term is a lower bound of the kernels' traced gather sectors. With offsets in
+    (0, 0.5) and no padding the in-image corner count has a closed form."""
+    bench = next(b for b in BENCH_OPS if b.label == label)
+    n, c, h, w = 2, 32, 7, 9
+    rng = np.random.default_rng(3)
+    inputs, attrs = bench.make((n, c, h, w), rng)
+    out = (slice(None), slice(None), slice(0, h - 2), slice(0, w - 2)) if label == "dcnv2" else \
+        (slice(None), slice(0, h - 2), slice(0, w - 2))
+    offset, mask = (2, 3) if label == "dcnv2" else (1, 2)
+    inputs[mask] = np.ascontiguousarray(inputs[mask][out])
+    inputs[offset] = rng.uniform(0.05, 0.45, inputs[offset][out].shape).astype(np.float32)
+    attrs = {**attrs, "padding": [0, 0]}
+    traced = sum(s.units * lc.scale for lc in trace_op(bench.op, inputs, attrs, fp16=fp16, picks=10**6)
+                 for s in lc.sites if s.gather)
+    # rows floor(pos) = y + i and y + i + 1 of a sample; only the second can leave the image (at the last row)
+    rows = sum(1 + (y + i + 1 <= h - 1) for y in range(h - 2) for i in range(3))
+    cols = sum(1 + (x + j + 1 <= w - 1) for x in range(w - 2) for j in range(3))
+    vectors = 1 if label == "dcnv2" else c // 16
+    assert inside_corners(label, inputs, attrs) == n * rows * cols * vectors
+    floor = min_gather_sectors(label, inputs, attrs, fp16)
+    assert floor == n * rows * cols * vectors * -(-(c if label == "dcnv2" else 16) * (2 if fp16 else 4) // 32)
+    assert 0 < floor <= traced
+    assert min_gather_sectors("ddf", inputs, attrs, fp16) is None
+
+
+def test_inside_corners_at_the_border():
+    """Offsets of 0.25 with padding 1: the taps over the padding lose the corners outside the image."""
+    bench = next(b for b in BENCH_OPS if b.label == "dcnv2")
+    inputs, attrs = bench.make((1, 16, 4, 5), np.random.default_rng(0))
+    inputs[2] = np.full_like(inputs[2], 0.25)
+    # rows: positions y-1+i+0.25 for y in 0..3, i in 0..2: floor rows -1..3, each contributes rows lo and lo+1
+    rows = sum(((0 <= lo < 4) + (0 <= lo + 1 < 4)) for y in range(4) for i in range(3) for lo in [y - 1 + i])
+    cols = sum(((0 <= lo < 5) + (0 <= lo + 1 < 5)) for x in range(5) for j in range(3) for lo in [x - 1 + j])
+    assert inside_corners("dcnv2", inputs, attrs) == rows * cols
+
+
+def test_design_floor_terms():
+    op = op_floor(1e6, 1e9, True, H200)
+    design = design_floor(op, 1e9, True, 1000, H200)
+    assert design.terms["mma.sync work"] == pytest.approx(op.terms["work"] / H200.mma_sync_fraction)
+    assert design.terms["gather sectors"] == pytest.approx(1000 / (4 * H200.sms * H200.clock_hz))
+    assert design.seconds >= op.seconds
+    assert design_floor(op_floor(1e6, 1e9, False, H200), 1e9, False, None, H200).terms.keys() == {"bytes", "work"}

@@ -99,3 +99,57 @@ def needed_samples(label: str, shape: tuple[int, int, int, int], kernel: str) ->
         v = int(kernel.split("_v")[1].split("_")[0])
         return n * h * w * (c // 16) * (-(-16 // v)) * 9
     return None
+
+
+def _inside_rows(pos: np.ndarray, size: int) -> np.ndarray:
+    """How many of a bilinear sample's two neighbouring rows (columns) at ``pos`` lie in [0, size)."""
+    lo = np.floor(pos)
+    return ((lo >= 0) & (lo < size)).astype(np.int64) + ((lo + 1 >= 0) & (lo + 1 < size))
+
+
+def inside_corners(label: str, inputs: list[np.ndarray | None], attrs: dict[str, Any]) -> int | None:
+    """Corner pixels inside the image over all samples of a 3x3 DCNv1/v2 or DCNv3 call (corners outside read
+    zero and cost nothing); None for ops without sampling. DCNv1/v2 offsets are [N, 2*9, Ho, Wo] with (dy, dx)
+    per tap k = i*3 + j; DCNv3 offsets [N, Ho, Wo, G*9*2] with (dx, dy) per point p = i*3 + j, tap column i
+    outer (the ops' specs)."""
+    if label not in ("dcnv1", "dcnv2", "dcnv3"):
+        return None
+    (sh, sw), (ph, pw), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
+    taps = np.arange(3)
+    if label == "dcnv3":
+        x, off = inputs[0], inputs[1]
+        n, ho, wo = off.shape[:3]
+        h, w = x.shape[1], x.shape[2]
+        off = off.reshape(n, ho, wo, -1, 3, 3, 2) * attrs.get("offset_scale", 1.0)  # [..., G, i (x), j (y), (dx, dy)]
+        cx = (np.arange(wo) * sw - pw + dw).reshape(1, 1, -1, 1, 1, 1) + (taps * dw - dw).reshape(-1, 1)
+        cy = (np.arange(ho) * sh - ph + dh).reshape(1, -1, 1, 1, 1, 1) + taps * dh - dh
+        px, py = cx + off[..., 0], cy + off[..., 1]
+    else:
+        x, off = inputs[0], inputs[2]
+        n, _, ho, wo = off.shape
+        h, w = x.shape[2], x.shape[3]
+        off = off.reshape(n, -1, 3, 3, 2, ho, wo)  # [N, offset group, i (y), j (x), (dy, dx), Ho, Wo]
+        py = (np.arange(ho) * sh - ph).reshape(-1, 1) + (taps * dh).reshape(-1, 1, 1, 1) + off[..., 0, :, :]
+        px = np.arange(wo) * sw - pw + (taps * dw).reshape(-1, 1, 1) + off[..., 1, :, :]
+    return int((_inside_rows(py, h) * _inside_rows(px, w)).sum())
+
+
+def corner_vector_channels(label: str, inputs: list[np.ndarray | None], attrs: dict[str, Any]) -> int | None:
+    """Channels one corner read brings: a group's ``group_channels`` for DCNv3, ``C / offset_groups`` for
+    DCNv1/v2 (read from an NHWC copy); None for ops without sampling."""
+    if label == "dcnv3":
+        return int(attrs["group_channels"])
+    if label in ("dcnv1", "dcnv2"):
+        return inputs[0].shape[1] * 18 // inputs[2].shape[1]
+    return None
+
+
+def min_gather_sectors(label: str, inputs: list[np.ndarray | None], attrs: dict[str, Any], fp16: bool) -> int | None:
+    """The fewest 32-byte L1 sectors any kernel that gathers bilinear corners from global memory moves: every
+    corner inside the image (:func:`inside_corners`) is read, its channel vector takes whole sectors, and
+    corners of different pixels never share one (their vectors are a row of C elements apart). None for ops
+    without sampling."""
+    corners, channels = inside_corners(label, inputs, attrs), corner_vector_channels(label, inputs, attrs)
+    if corners is None or channels is None:
+        return None
+    return corners * -(-channels * (2 if fp16 else 4) // 32)

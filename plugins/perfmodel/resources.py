@@ -36,6 +36,10 @@ def kernel_key(demangled: str) -> tuple[str, str] | None:
     prec = "fp16" if "__half" in demangled else "fp32"
     nums = [int(v) for v in re.findall(r"<(\d+), (\d+)", demangled)[0]] if re.search(r"<(\d+), (\d+)", demangled) else []
     tile = f"{nums[0]}x{nums[1]}" if nums else ""
+    if "deform_conv_slab_kernel" in demangled:  # <tile, true>: samples the NHWC copy; false: the NCHW input
+        return f"dcn_slab_{tile}" + ("" if "true>" in demangled else "_nchw"), "fp16"
+    if "deform_conv_nhwc_kernel" in demangled:
+        return "dcn_nhwc", prec
     if "deform_conv_mma_kernel" in demangled:
         return f"dcn_mma_{tile}", "fp16"
     if "deform_conv_kernel" in demangled:
@@ -44,6 +48,9 @@ def kernel_key(demangled: str) -> tuple[str, str] | None:
         return f"drconv_mma_{tile}", "fp16"
     if "drconv_gemm_kernel" in demangled:
         return f"drconv_fma_{tile}", prec
+    m = re.search(r"(ddf|involution)_kernel<(?:__half|float), 3, (\d+)>", demangled)
+    if m:  # the 3x3 strip kernels: row-sharing strips (the benchmark's) and one-row strips
+        return m.group(1) + ("" if int(m.group(2)) > 1 else "_r1"), prec
     for k in ("drconv_count", "drconv_scan", "drconv_scatter", "ddf", "involution"):
         if f"{k}_kernel" in demangled:
             return k, prec

@@ -60,3 +60,16 @@ def op_floor(compulsory_bytes: float, macs: float, tensor: bool, gpu: Gpu) -> Bo
     for the 1e-4 tolerance, which TF32 would not meet)."""
     rate = gpu.per_s(gpu.fp16_mma_fma_per_clk) if tensor else gpu.per_s(gpu.fp32_fma_per_clk)
     return Bound({"bytes": compulsory_bytes / gpu.dram_bytes_per_s, "work": macs / rate})
+
+
+def design_floor(op: Bound, macs: float, tensor: bool, gather_sectors: int | None, gpu: Gpu) -> Bound:
+    """The floor of the kernels' design class, above the op's own floor: tensor-core work at the share of the
+    peak that warp-level ``mma.sync`` reaches (``wgmma``, sm_90a only, would be needed beyond it), and the
+    bilinear gather's fewest L1 sectors (:func:`cases.min_gather_sectors`) at the L1 sector rate."""
+    terms = dict(op.terms)
+    if tensor:
+        terms["mma.sync work"] = macs / gpu.per_s(gpu.fp16_mma_fma_per_clk * gpu.mma_sync_fraction)
+    if gather_sectors:
+        terms["gather sectors"] = gather_sectors / gpu.per_s(gpu.l1_sectors_per_clk)
+    return Bound(terms)
+

@@ -54,8 +54,10 @@ struct Buffers {
     const T* ptr(size_t k) const { return in[k] ? in[k]->data : nullptr; }
 };
 
-//! Up to `picks` block indices spread evenly over [0, total), at the centres of `picks` equal strata (so the
-//! partial tiles at the grid's end, which are not representative, are not favoured).
+//! Up to `picks` block indices, one in each of `picks` equal strata of [0, total). The position inside stratum k
+//! is the fractional part of (k + 1) x the golden ratio: never the stratum's start or centre, which for grids of
+//! several images fall on image boundaries (top-row tiles, whose gathers touch fewer sectors), and spread so
+//! that successive picks see different rows of an image.
 std::vector<long long> pick_blocks(long long total, int picks) {
     std::vector<long long> r;
     if (total <= 0) return r;
@@ -63,7 +65,11 @@ std::vector<long long> pick_blocks(long long total, int picks) {
         for (long long b = 0; b < total; ++b) r.push_back(b);
         return r;
     }
-    for (int k = 0; k < picks; ++k) r.push_back((2 * k + 1) * total / (2 * picks));
+    constexpr double kGolden = 0.6180339887498949;
+    for (int k = 0; k < picks; ++k) {
+        const double frac = (k + 1) * kGolden - static_cast<long long>((k + 1) * kGolden);
+        r.push_back(static_cast<long long>((k + frac) * static_cast<double>(total) / picks));
+    }
     return r;
 }
 
@@ -135,18 +141,39 @@ LaunchTrace trace_items(const std::string& kernel, long long items, int picks, I
 
 // ---- deformable convolution -----------------------------------------------------------------------------
 
-template <class Cfg, typename T>
-LaunchTrace trace_dc_fma(const char* name, const DeformConvParams& p, const DcPtrs<T>& io, int picks) {
-    return trace_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
-        name, dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), dc_grid_x<Cfg>(p), picks,
-        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, T>(p, io, bx, by, sm, ex); });
+//! A launch of the NHWC-copy block for params q (run in full untraced first: the next launch reads dst).
+template <typename T>
+LaunchTrace trace_dc_copy(const char* name, const DeformConvParams& q, const T* src, T* dst, int picks) {
+    using Exec = CpuBlockExec<DcNoAcc, DcNhwcTile::kThreads>;
+    auto body = [&](int bx, int by, auto& sm, auto& ex) { deform_conv_nhwc_block<T>(q, src, dst, bx, by, sm, ex); };
+    run_cpu_grid<DcNhwcSmem<T>, Exec>(dc_nhwc_grid_x(q), dc_nhwc_grid_y(q), body);
+    return trace_grid<DcNhwcSmem<T>, Exec>(name, dc_nhwc_grid_x(q), dc_nhwc_grid_y(q), dc_nhwc_grid_x(q), picks, body);
 }
 
+//! The FP32-FMA tiles' two launches: the weight transpose, then the tile.
 template <class Cfg, typename T>
-LaunchTrace trace_dc_mma(const char* name, const DeformConvParams& p, const DcPtrs<T>& io, int picks) {
-    return trace_grid<DcMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+std::vector<LaunchTrace> trace_dc_fma(const char* name, const DeformConvParams& p, const DcPtrs<T>& io, int picks) {
+    AlignedArray<T> wt(int64_t(p.Cout) * (p.Cin / p.groups) * p.kh * p.kw);
+    std::vector<LaunchTrace> r;
+    r.push_back(trace_dc_copy<T>("dcn_wt", dc_weight_transpose_params(p), io.weight, wt.data, picks));
+    r.push_back(trace_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
         name, dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), dc_grid_x<Cfg>(p), picks,
-        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_mma_block<Cfg, T>(p, io, bx, by, sm, ex); });
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, T>(p, io, wt.data, bx, by, sm, ex); }));
+    return r;
+}
+
+//! The slab kernels' two launches: the NHWC copy of the input (run in full untraced first, as the slab
+//! launch samples it), then the slab GEMM.
+template <class Cfg, typename T>
+std::vector<LaunchTrace> trace_dc_slab(const char* name, const DeformConvParams& p, const DcPtrs<T>& io, int picks) {
+    AlignedArray<T> xt(int64_t(p.N) * p.Cin * p.H * p.W);
+    std::vector<LaunchTrace> r;
+    r.push_back(trace_dc_copy<T>("dcn_nhwc", p, io.x, xt.data, picks));
+    r.push_back(trace_grid<DcSlabSmem<Cfg>, CpuMmaExec<MmaWarpAccCpu<Cfg::WM, Cfg::WN>, Cfg::kWarps, Cfg::kThreads>>(
+        name, dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), dc_grid_x<Cfg>(p), picks, [&](int bx, int by, auto& sm, auto& ex) {
+            deform_conv_slab_block<Cfg, true, T>(p, io, xt.data, bx, by, sm, ex);
+        }));
+    return r;
 }
 
 template <typename T>
@@ -158,13 +185,17 @@ std::vector<LaunchTrace> trace_deform_conv(const Attrs& a, const std::vector<Sha
     const DcPtrs<T> io{b.ptr(0), b.ptr(1), b.ptr(2), p.with_mask ? b.ptr(3) : nullptr, p.with_bias ? b.ptr(4) : nullptr,
                        b.out};
     switch (deform_conv_kernel_choice(p, fp16)) {
-    case DcKernel::kFma256: return {trace_dc_fma<DcTile256, T>("dcn_fma_256x64", p, io, picks)};
-    case DcKernel::kFma128: return {trace_dc_fma<DcTile128, T>("dcn_fma_128x64", p, io, picks)};
-    case DcKernel::kFmaLarge: return {trace_dc_fma<DcTileLarge, T>("dcn_fma_64x64", p, io, picks)};
-    case DcKernel::kFmaMedium: return {trace_dc_fma<DcTileMedium, T>("dcn_fma_16x128", p, io, picks)};
-    case DcKernel::kFmaSmall: return {trace_dc_fma<DcTileSmall, T>("dcn_fma_4x256", p, io, picks)};
-    case DcKernel::kMmaWide: return {trace_dc_mma<DcMmaTileWide, T>("dcn_mma_128x64", p, io, picks)};
-    case DcKernel::kMmaTall: return {trace_dc_mma<DcMmaTileTall, T>("dcn_mma_64x128", p, io, picks)};
+    case DcKernel::kFma256: return trace_dc_fma<DcTile256, T>("dcn_fma_256x64", p, io, picks);
+    case DcKernel::kFma128: return trace_dc_fma<DcTile128, T>("dcn_fma_128x64", p, io, picks);
+    case DcKernel::kFmaLarge: return trace_dc_fma<DcTileLarge, T>("dcn_fma_64x64", p, io, picks);
+    case DcKernel::kFmaMedium: return trace_dc_fma<DcTileMedium, T>("dcn_fma_16x128", p, io, picks);
+    case DcKernel::kFmaSmall: return trace_dc_fma<DcTileSmall, T>("dcn_fma_4x256", p, io, picks);
+    case DcKernel::kSlabWide: return trace_dc_slab<DcSlabWide, T>("dcn_slab_256x128", p, io, picks);
+    case DcKernel::kSlabMid: return trace_dc_slab<DcSlabMid, T>("dcn_slab_128x128", p, io, picks);
+    case DcKernel::kSlabTall: return trace_dc_slab<DcSlabTall, T>("dcn_slab_64x128", p, io, picks);
+    case DcKernel::kSlabMid64: return trace_dc_slab<DcSlabMid64, T>("dcn_slab_128x64", p, io, picks);
+    case DcKernel::kSlabCompact: return trace_dc_slab<DcSlabCompact, T>("dcn_slab_64x64", p, io, picks);
+    case DcKernel::kSlabTall256: return trace_dc_slab<DcSlabTall256, T>("dcn_slab_64x256", p, io, picks);
     }
     return {};
 }
@@ -215,7 +246,7 @@ std::vector<LaunchTrace> trace_drconv(const Attrs& a, const std::vector<Shape>& 
         using Cfg = decltype(cfg);
         const long long gy = (p.O + Cfg::BM - 1) / Cfg::BM, gx = drconv_max_tiles(p, Cfg::BN);
         if constexpr (decltype(mma)::value)
-            return trace_grid<DrMmaSmem<Cfg>, CpuMmaExec<MmaAccCpu, Cfg::kWarps, Cfg::kThreads>>(
+            return trace_grid<DrMmaSmem<Cfg>, DrMmaExecCpu<Cfg>>(
                 name, gx, gy, tiles, picks,
                 [&](int bx, int by, auto& sm, auto& ex) { drconv_mma_block<Cfg, T>(p, x, filters, out, l, bx, by, sm, ex); });
         else
@@ -224,24 +255,49 @@ std::vector<LaunchTrace> trace_drconv(const Attrs& a, const std::vector<Shape>& 
                 [&](int bx, int by, auto& sm, auto& ex) { drconv_gemm_block<Cfg, T>(p, x, filters, out, l, bx, by, sm, ex); });
     };
     switch (kernel) {
-    case DrKernel::kFmaLarge: r.push_back(gemm(DrTileLarge{}, "drconv_fma_64x64", std::false_type{})); break;
-    case DrKernel::kFmaSmall: r.push_back(gemm(DrTileSmall{}, "drconv_fma_16x128", std::false_type{})); break;
-    case DrKernel::kMmaWide: r.push_back(gemm(DrMmaTileWide{}, "drconv_mma_128x64", std::true_type{})); break;
-    case DrKernel::kMmaTall: r.push_back(gemm(DrMmaTileTall{}, "drconv_mma_64x128", std::true_type{})); break;
+    case DrKernel::kFmaLarge: r.push_back(gemm(DrTileLarge{}, drconv_kernel_name(kernel), std::false_type{})); break;
+    case DrKernel::kFmaSmall: r.push_back(gemm(DrTileSmall{}, drconv_kernel_name(kernel), std::false_type{})); break;
+    case DrKernel::kMmaWide: r.push_back(gemm(DrMmaTileWide{}, drconv_kernel_name(kernel), std::true_type{})); break;
+    case DrKernel::kMmaTall: r.push_back(gemm(DrMmaTileTall{}, drconv_kernel_name(kernel), std::true_type{})); break;
     }
     return r;
 }
 
 // ---- per-item kernels ------------------------------------------------------------------------------------
 
+//! Resident threads of an H200 (132 SMs x 2048): sizes the work plans of the kernels that depend on it.
+constexpr long long kH200ResidentThreads = 132LL * 2048;
+
+//! DDF / involution (common/pixel_filter_strip.h): the launch the kernel makes for this window, named
+//! `op` for the row-sharing strips of the benchmark (the resource table's entry), op_r1 for one-row strips
+//! (sh != dh) and op_any for the one-output-per-thread fallback.
+template <bool kFc, typename T, typename Generic>
+LaunchTrace trace_strip(const std::string& op, const StripGeom& g, const T* x, const T* f, const T* fc, int add, T* out,
+                        int picks, Generic&& generic_item) {
+    if (!strip_applies(g)) {
+        const long long total = static_cast<long long>(g.N) * g.C * g.Ho * g.Wo;
+        return trace_items(op + "_any", total, picks, [&](long long idx) { generic_item(idx, total <= 0xffffffffLL); });
+    }
+    const StripPlan plan = strip_plan(g, kH200ResidentThreads);
+    const long long items = strip_item_count(g, plan);
+    const bool narrow = items <= 0xffffffffLL;
+    auto strip = [&](auto rows) {
+        constexpr int R = decltype(rows)::value;
+        return trace_items(R == kStripRows ? op : op + "_r1", items, picks, [&](long long idx) {
+            strip_item<kStripK, R, kFc>(x, f, fc, add, out, g, plan.cpt, idx, narrow);
+        });
+    };
+    return plan.rows == kStripRows ? strip(std::integral_constant<int, kStripRows>{}) : strip(std::integral_constant<int, 1>{});
+}
+
 template <typename T>
 std::vector<LaunchTrace> trace_ddf(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
                                    int picks) {
     DdfParams p = ddf_params(a);
     ddf_shapes(shapes, &p);
-    const long long total = static_cast<long long>(p.N) * p.C * p.Ho * p.Wo;
-    Buffers<T> b(in, shapes, total);
-    return {trace_items("ddf", total, picks, [&](long long idx) { ddf_item(b.ptr(0), b.ptr(1), b.ptr(2), b.out, p, idx, total <= 0xffffffffLL); })};
+    Buffers<T> b(in, shapes, static_cast<long long>(p.N) * p.C * p.Ho * p.Wo);
+    return {trace_strip<true>("ddf", ddf_geom(p), b.ptr(0), b.ptr(2), b.ptr(1), p.add, b.out, picks,
+                              [&](long long idx, bool narrow) { ddf_item(b.ptr(0), b.ptr(1), b.ptr(2), b.out, p, idx, narrow); })};
 }
 
 template <typename T>
@@ -249,10 +305,10 @@ std::vector<LaunchTrace> trace_involution(const Attrs& a, const std::vector<Shap
                                           const std::vector<const float*>& in, int picks) {
     InvolutionParams p = involution_params(a);
     involution_shapes(shapes, &p);
-    const long long total = static_cast<long long>(p.N) * p.C * p.Ho * p.Wo;
-    Buffers<T> b(in, shapes, total);
-    return {trace_items("involution", total, picks,
-                        [&](long long idx) { involution_item(b.ptr(0), b.ptr(1), b.out, p, idx, total <= 0xffffffffLL); })};
+    Buffers<T> b(in, shapes, static_cast<long long>(p.N) * p.C * p.Ho * p.Wo);
+    return {trace_strip<false>("involution", involution_geom(p), b.ptr(0), b.ptr(1), static_cast<const T*>(nullptr), 0,
+                               b.out, picks,
+                               [&](long long idx, bool narrow) { involution_item(b.ptr(0), b.ptr(1), b.out, p, idx, narrow); })};
 }
 
 //! The GPU's V-wide neighbour read (one access of V elements) done as scalar math.
@@ -282,11 +338,16 @@ LaunchTrace trace_dcnv3_v(const Dcnv3Params& p, const Buffers<T>& b, int picks) 
     const long long total = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group * chunks;
     T* out = b.out;
     const std::string name = "dcnv3_v" + std::to_string(V) + (kVec ? "" : "_scalar");
+    if (p.kh == 3 && p.kw == 3) {  // staged blocks (offsets/masks via shared memory), as many as trace_items traces
+        const long long blocks = (total + kDcnv3BlockItems - 1) / kDcnv3BlockItems;
+        return trace_grid<Dcnv3Smem, CpuBlockExec<Dcnv3NoAcc, kDcnv3BlockItems>>(
+            name, blocks, 1, blocks, 8 * picks, [&](int bx, int, auto& sm, auto& ex) {
+                dcnv3_block<V, kVec>(b.ptr(0), b.ptr(1), b.ptr(2), out, p, chunks, total, bx, true, sm, ex,
+                                     TraceVecLoad<V>{}, TraceVecStore<V>{});
+            });
+    }
     return trace_items(name, total, picks, [&](long long idx) {
-        if (p.kh == 3 && p.kw == 3)
-            dcnv3_item<V, 3, kVec>(b.ptr(0), b.ptr(1), b.ptr(2), out, p, chunks, idx, true, TraceVecLoad<V>{}, TraceVecStore<V>{});
-        else
-            dcnv3_item<V, 0, kVec>(b.ptr(0), b.ptr(1), b.ptr(2), out, p, chunks, idx, true, TraceVecLoad<V>{}, TraceVecStore<V>{});
+        dcnv3_item<V, 0, kVec>(b.ptr(0), b.ptr(1), b.ptr(2), out, p, chunks, idx, true, TraceVecLoad<V>{}, TraceVecStore<V>{});
     });
 }
 
