@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import NamedTuple, Sequence
@@ -16,8 +17,8 @@ from .fp16 import convert_to_fp16
 from .options import ExportOptions, io_names
 from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, set_ir_version
 from .standard_ops import replace_with_standard_ops, standard_ops
-from .shapes import infer_shapes_with_custom_nodes
-from .reference_graph import OpCall, run_and_record, splice_references
+from .shapes import infer_shapes_with_custom_nodes, outputs_fully_named
+from .reference_graph import CallOrderMismatch, OpCall, run_and_record, splice_references
 from .report import dynamic_modules, is_eager_module
 from .torch_export import export_dynamo, export_torchscript
 
@@ -133,18 +134,38 @@ def _require_dynconv_content(model: Model, options: ExportOptions) -> None:
 
 def _export(model: Model, args: tuple, calls: list[OpCall], options: ExportOptions, input_names: list[str],
             output_names: list[str]) -> onnx.ModelProto:
+    """The trt flavour from either exporter; for the onnx target its custom nodes are then swapped
+    for their reference subgraphs (one path for both exporters, see :mod:`reference_graph`)."""
+    trt_options = dataclasses.replace(options, target="trt")
     if options.exporter == "dynamo":
-        proto = export_dynamo(model, args, options, input_names, output_names)
-        return replace_with_standard_ops(proto, options.resolved_opset) if options.target == "onnx" else proto
-    module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
-    proto = export_torchscript(module, args, options, input_names, output_names)
-    if options.target == "onnx":
-        typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(proto), options.dynamic_axes))
-        proto = splice_references(proto, calls, options.resolved_opset,
-                                  keep=standard_ops(options.resolved_opset))
+        proto = export_dynamo(model, args, trt_options, input_names, output_names)
+    else:
+        module = model.module() if isinstance(model, torch.export.ExportedProgram) else model
+        proto = export_torchscript(module, args, trt_options, input_names, output_names)
+    if options.target == "trt":
+        return proto
+    try:
+        return _decompose(proto, calls, options)
+    except CallOrderMismatch as exc:
+        if options.exporter != "dynamo":
+            raise
+        log.info("%s; decomposing inside torch.onnx.export instead", exc)
+    proto = export_dynamo(model, args, options, input_names, output_names)
+    return replace_with_standard_ops(proto, options.resolved_opset)
+
+
+def _decompose(proto: onnx.ModelProto, calls: list[OpCall], options: ExportOptions) -> onnx.ModelProto:
+    """Swap the custom nodes of a trt-flavour graph for reference subgraphs (standard nodes where
+    the opset has one), keeping the spec-derived output shapes of the trt flavour."""
+    typed = None
+    if not outputs_fully_named(proto):
+        typed = onnx.ModelProto()
+        typed.CopyFrom(proto)
+        typed = infer_shapes_with_custom_nodes(rename_dynamic_dims(cleanup(typed), options.dynamic_axes))
+    proto = splice_references(proto, calls, options.resolved_opset, keep=standard_ops(options.resolved_opset))
+    if typed is not None:
         _copy_output_types(typed, proto)
-        proto = replace_with_standard_ops(proto, options.resolved_opset)
-    return proto
+    return replace_with_standard_ops(proto, options.resolved_opset)
 
 
 def run_example(model: Model, args: Sequence[torch.Tensor]) -> ExampleRun:

@@ -6,26 +6,75 @@ import logging
 import re
 
 import onnx
-import onnx_graphsurgeon as gs
 
 from ..plugins.errors import DynconvError
 from ..plugins.registry import get_spec
 from ..plugins.spec import DOMAIN
+from .shapes import without_weights
 
 log = logging.getLogger(__name__)
 
 
 def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Drop dead nodes and unused initializers, sort topologically (onnx-graphsurgeon)."""
-    graph = gs.import_onnx(model)
-    graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    cleaned = gs.export_onnx(graph, do_type_check=False)
-    cleaned.ir_version = model.ir_version
-    del cleaned.opset_import[:]
-    cleaned.opset_import.extend(model.opset_import)
-    for meta in ("producer_name", "producer_version"):
-        setattr(cleaned, meta, getattr(model, meta))
-    return cleaned
+    """Sort the nodes topologically, then drop those no graph output depends on and the unused
+    initializers and value infos (in place; returns ``model``). Graph inputs all stay."""
+    graph = model.graph
+    nodes = _toposorted(list(graph.node), {v.name for v in graph.input} | {t.name for t in graph.initializer})
+    needed = {v.name for v in graph.output}
+    live: list[onnx.NodeProto] = []
+    for node in reversed(nodes):
+        if any(name in needed for name in node.output):
+            live.append(node)
+            needed.update(_node_inputs(node))
+    live.reverse()
+    produced = {name for node in live for name in node.output}
+    initializers = [t for t in graph.initializer if t.name in needed]
+    value_info = [v for v in graph.value_info if v.name in produced]
+    if len(live) != len(graph.node) or nodes != list(graph.node):
+        del graph.node[:]
+        graph.node.extend(live)
+    if len(initializers) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(initializers)
+    if len(value_info) != len(graph.value_info):
+        del graph.value_info[:]
+        graph.value_info.extend(value_info)
+    return model
+
+
+def _node_inputs(node: onnx.NodeProto) -> set[str]:
+    """The names ``node`` reads: its inputs and the outer-scope names its subgraphs use."""
+    names = {name for name in node.input if name}
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+            for inner in sub.node:
+                names |= _node_inputs(inner)
+    return names
+
+
+def _toposorted(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+    """``nodes`` in an order where each comes after the producers of what it reads; the given
+    order is kept where it already is one (the usual case: exporters emit sorted graphs)."""
+    producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
+    entered, done = [False] * len(nodes), [False] * len(nodes)
+    order: list[onnx.NodeProto] = []
+    for root in range(len(nodes)):
+        stack = [(root, False)]
+        while stack:
+            index, expanded = stack.pop()
+            if expanded:
+                done[index] = True
+                order.append(nodes[index])
+                continue
+            if entered[index]:
+                continue
+            entered[index] = True
+            stack.append((index, True))
+            for name in _node_inputs(nodes[index]):
+                dep = producer.get(name)
+                if dep is not None and not done[dep] and name not in available:
+                    stack.append((dep, False))
+    return order
 
 
 def rename_dynamic_dims(model: onnx.ModelProto, axes: dict[str, int]) -> onnx.ModelProto:
@@ -91,14 +140,16 @@ def check_model(model: onnx.ModelProto) -> None:
 
 
 def check_loads_in_onnxruntime(model: onnx.ModelProto) -> None:
-    """onnxruntime (CPU, no graph optimisation) accepts ``model``."""
+    """onnxruntime (CPU, no graph optimisation) accepts ``model``'s graph: every node has a kernel
+    for its types. The weights load as typed inputs (their data is onnx.checker's part), so a
+    large model is not serialised and copied once more."""
     import onnxruntime as ort  # noqa: PLC0415
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     try:
-        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(without_weights(model).SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a graph it rejects
         first = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
         raise DynconvError(f"exported graph does not load in onnxruntime (nothing written): {first[:300]}") from None

@@ -1,9 +1,10 @@
 """Replace custom nodes by standard-op subgraphs exported from the ops' PyTorch references.
 
-Used by the TorchScript exporter for the "onnx" target: the model is exported with custom nodes,
-each op call's concrete arguments are recorded in a separate forward pass, and every custom node
-is swapped for the ONNX export of its reference decomposition (all dims dynamic), so there is one
-decomposition per op for both exporters.
+Used by both exporters for the "onnx" target: the model is exported with custom nodes, each op
+call's concrete arguments are recorded in a separate forward pass, and every custom node is
+swapped for the TorchScript-exporter ONNX export of its reference decomposition (all dims
+dynamic, one export per distinct op configuration), so there is one decomposition per op for
+both exporters.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from ..plugins.registration import reference_of, split_args
 from ..plugins.registry import get_spec
 from ..plugins.spec import DOMAIN, OpSpec
 from .progress import stage
+
+
+class CallOrderMismatch(DynconvError):
+    """The exported graph's custom nodes are not the recorded op calls, in order."""
 
 
 @dataclass
@@ -120,7 +125,7 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
     calls = [c for c in calls if c.spec.name not in keep]
     nodes = [n for n in graph.node if n.domain == DOMAIN and n.op_type not in keep]
     if len(nodes) != len(calls) or any(n.op_type != c.spec.name for n, c in zip(nodes, calls)):
-        raise DynconvError(
+        raise CallOrderMismatch(
             f"cannot decompose: the exported graph has {[n.op_type for n in nodes]} but the model ran "
             f"{[c.spec.name for c in calls]}; use --exporter dynamo for models with data-dependent control flow")
     new_nodes: list[onnx.NodeProto] = []

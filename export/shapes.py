@@ -132,6 +132,12 @@ def _placeholder(dim_param: str) -> bool:
     return dim_param.startswith("unk__") or any(dim_param.endswith(f"_dim_{i}") for i in range(8))
 
 
+def outputs_fully_named(model: onnx.ModelProto) -> bool:
+    """Every graph output has a shape whose dims are all numbers or exporter-independent names."""
+    return all(_fully_typed(v) and not any(_placeholder(d.dim_param) for d in v.type.tensor_type.shape.dim)
+               for v in model.graph.output)
+
+
 def _forget_placeholders(values) -> None:
     """Turn invented dim names into unknown dims (rank kept), so inference can fill them."""
     for value in values:
@@ -143,9 +149,10 @@ def _forget_placeholders(values) -> None:
 _SHAPE_ONLY_ELEMENTS = 64  # initializers above this size are weights: their values never decide a shape
 
 
-def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` whose large initializers are typed graph inputs instead (no data), so
-    the repeated shape-inference rounds do not serialise every weight each time."""
+    the repeated shape-inference rounds (and onnxruntime's load check) do not serialise every
+    weight each time."""
     light = onnx.ModelProto()
     light.CopyFrom(model)
     graph = light.graph
@@ -172,7 +179,7 @@ def infer_shapes_with_custom_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.value_info[:]
     graph.value_info.extend(kept)
     _forget_placeholders([*graph.value_info, *graph.output])
-    light = onnx.shape_inference.infer_shapes(_without_weights(model), strict_mode=False, data_prop=True)
+    light = onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False, data_prop=True)
     for _ in range(len(light.graph.node) + 1):
         if not _annotate_once(light):
             break

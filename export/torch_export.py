@@ -1,8 +1,9 @@
 """Run the two PyTorch ONNX exporters with dynconv's custom nodes.
 
 Both produce the "trt" flavour first: one custom-domain node per core op. The "onnx" flavour is
-derived from it (see :mod:`reference_graph`) or, for the torch.export-based exporter, by
-decomposing each op with its PyTorch reference before export.
+derived from it (see :mod:`reference_graph`); where the torch.export-based exporter's custom nodes
+do not line up with the recorded op calls, it decomposes each op with its PyTorch reference
+inside ``torch.onnx.export`` instead (slower: torch's ONNX translation of every reference node).
 """
 
 from __future__ import annotations

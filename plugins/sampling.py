@@ -26,7 +26,7 @@ def split_coordinate(whole: torch.Tensor, displacement: torch.Tensor) -> tuple[t
     return whole + floor.to(torch.int64), displacement - floor
 
 
-def _traced(value: torch.Tensor) -> bool:
+def is_traced(value: torch.Tensor) -> bool:
     """True while an exporter traces (TorchScript, or fake/functional tensors of torch.export)."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or type(value) is not torch.Tensor
 
@@ -52,7 +52,7 @@ def bilinear_sample(value: torch.Tensor, batch: torch.Tensor, y: tuple[torch.Ten
     keep = inside.to(fy.dtype) if scale is None else inside.to(fy.dtype) * scale
     weights = (wy * wx).flatten(-2) * keep.unsqueeze(-1)  # [*S, 4]
     image = F.pad(value, (0, 0, 1, 1, 1, 1)).reshape(-1, c)  # [B*(H+2)*(W+2), C]
-    if _traced(value):
+    if is_traced(value):
         return (F.embedding(index, image) * weights.unsqueeze(-1)).sum((-3, -2) if sum_last else -2)
     shape = torch.broadcast_shapes(index.shape, weights.shape)
     kept = shape[:-2] if sum_last else shape[:-1]

@@ -36,3 +36,18 @@ def taps(kernel: Sequence[int]) -> Iterator[tuple[int, int, int]]:
     for u in range(kh):
         for v in range(kw):
             yield u * kw + v, u, v
+
+
+def unfold_row(xp: torch.Tensor, u: int, kernel: Sequence[int], stride: Sequence[int],
+               dilation: Sequence[int]) -> torch.Tensor:
+    """The kw taps of kernel row ``u`` of padded ``xp`` at once: ``[N, C, kw, Ho*Wo]``, tap ``v`` at index v.
+
+    Exported graphs take one row's taps with one ``unfold`` (a fixed handful of ONNX nodes) instead of kw
+    slices, and hold a kw-times (not kh*kw-times) copy of the input at a time.
+    """
+    kh, kw = kernel
+    end_h = -(kh - 1 - u) * dilation[0] or None
+    rows = xp[..., u * dilation[0]:end_h:stride[0], :]  # [N, C, Ho, Wp]: the row's windows, vertically
+    columns = F.unfold(rows, [1, kw], [1, dilation[1]], [0, 0], [1, stride[1]])  # [N, C*kw, Ho*Wo]
+    return columns.reshape(xp.shape[0], xp.shape[1], kw, -1)
+

@@ -6,17 +6,40 @@ import torch
 
 from ..errors import DynconvError
 from ..registration import call_op, define_op
-from ..taps import pad_nchw, tap_slice, taps
+from ..sampling import is_traced
+from ..taps import pad_nchw, tap_slice, taps, unfold_row
 from .spec import DDF
 
 
 def ddf_reference(input: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: torch.Tensor,
                   kernel_size: int, dilation: int, stride: int, combine: str) -> torch.Tensor:
-    """Pad + k*k strided Slices + Mul/Add (ONNX Pad, Slice, Mul, Add only; no unfold buffer).
+    """``sum_t window_t * F_t`` over the k*k taps, ``F_t`` the combined channel and spatial filter.
 
-    Zero padding makes out-of-image taps contribute 0 in both modes: for 'add' the term is
-    ``x * (Fs + Fc)`` and x is 0 there.
+    Traced for export, each kernel row's k taps come at once from ``unfold`` (:func:`unfold_row`: the
+    node count grows with k only, the buffer is k times the input); eager runs add one strided slice
+    per tap (no buffer). Zero padding makes out-of-image taps contribute 0 in both modes: for 'add'
+    the term is ``x * (Fs + Fc)`` and x is 0 there.
     """
+    if not is_traced(input):
+        return _ddf_by_taps(input, channel_filter, spatial_filter, kernel_size, dilation, stride, combine)
+    n, c = input.shape[0], input.shape[1]
+    ho, wo = spatial_filter.shape[-2], spatial_filter.shape[-1]
+    k = kernel_size
+    pad = dilation * (k - 1) // 2
+    xp = pad_nchw(input, pad, pad)
+    fc = channel_filter.reshape(n, c, k, k, 1)
+    fs = spatial_filter.reshape(n, 1, k, k, ho * wo)
+    out = None
+    for u in range(k):
+        columns = unfold_row(xp, u, [k, k], [stride, stride], [dilation, dilation])  # [N, C, k, Ho*Wo]
+        taps_u = columns * fc[:, :, u] * fs[:, :, u] if combine == "mul" else columns * (fc[:, :, u] + fs[:, :, u])
+        term = taps_u.sum(2)
+        out = term if out is None else out + term
+    return out.reshape(n, c, ho, wo)
+
+
+def _ddf_by_taps(input: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: torch.Tensor,
+                 kernel_size: int, dilation: int, stride: int, combine: str) -> torch.Tensor:
     k = (kernel_size, kernel_size)
     s = (stride, stride)
     d = (dilation, dilation)

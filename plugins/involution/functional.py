@@ -7,14 +7,38 @@ from typing import Sequence
 import torch
 
 from ..registration import call_op, define_op
-from ..taps import pad_nchw, tap_slice, taps
+from ..sampling import is_traced
+from ..taps import pad_nchw, tap_slice, taps, unfold_row
 from .spec import INVOLUTION
 
 
 def involution_reference(input: torch.Tensor, weight: torch.Tensor, kernel_size: Sequence[int],
                          stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
                          groups: int) -> torch.Tensor:
-    """Shift-and-slice decomposition (Pad, Slice, Reshape, Mul, Add in ONNX); no unfold buffer."""
+    """``sum_t window_t * kernel_t`` over the kh*kw taps of each group's per-pixel kernel.
+
+    Traced for export, each kernel row's kw taps come at once from ``unfold`` (:func:`unfold_row`), so
+    the node count grows with kh only and the buffer is kw times the input; eager runs add one
+    strided slice per tap (no buffer).
+    """
+    if not is_traced(input):
+        return _involution_by_taps(input, weight, kernel_size, stride, padding, dilation, groups)
+    n, c = input.shape[0], input.shape[1]
+    ho, wo = weight.shape[-2], weight.shape[-1]
+    kh, kw = kernel_size
+    xp = pad_nchw(input, padding[0], padding[1])
+    kernels = weight.reshape(n, groups, 1, kh, kw, ho * wo)
+    out = None
+    for u in range(kh):
+        columns = unfold_row(xp, u, kernel_size, stride, dilation).reshape(n, groups, c // groups, kw, ho * wo)
+        term = (columns * kernels[:, :, :, u]).sum(3)
+        out = term if out is None else out + term
+    return out.reshape(n, c, ho, wo)
+
+
+def _involution_by_taps(input: torch.Tensor, weight: torch.Tensor, kernel_size: Sequence[int],
+                        stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                        groups: int) -> torch.Tensor:
     n, c = input.shape[0], input.shape[1]
     kh, kw = kernel_size
     xp = pad_nchw(input, padding[0], padding[1])
