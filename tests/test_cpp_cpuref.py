@@ -22,6 +22,9 @@ CASES = {
         # 3x3 strips with stride == dilation == 2; 5x5 one-row strips with dilation
         (dict(kernel_size=[3, 3], stride=[2, 2], padding=[2, 2], dilation=[2, 2], groups=1), 1, 12, 9, 10),
         (dict(kernel_size=[5, 5], stride=[1, 1], padding=[4, 4], dilation=[2, 2], groups=3), 1, 27, 6, 9),
+        # even widths: the pair items of the FP16 kernel (odd and even left padding, W = 2)
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=2), 2, 40, 7, 12),
+        (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 2], dilation=[1, 1], groups=1), 1, 4, 5, 2),
     ],
     "ddf": [
         (dict(kernel_size=3, dilation=1, stride=1, combine="mul"), 1, 4, 7, 7),
@@ -33,6 +36,9 @@ CASES = {
         (dict(kernel_size=3, dilation=1, stride=1, combine="add"), 2, 20, 9, 13),
         (dict(kernel_size=3, dilation=1, stride=1, combine="mul"), 1, 19, 10, 7),
         (dict(kernel_size=7, dilation=1, stride=1, combine="mul"), 1, 10, 9, 8),
+        # even widths: the pair items of the FP16 kernel
+        (dict(kernel_size=3, dilation=1, stride=1, combine="add"), 2, 20, 9, 14),
+        (dict(kernel_size=3, dilation=1, stride=1, combine="mul"), 1, 3, 4, 2),
     ],
     "drconv": [
         (dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=4), 1, 3, 7, 7, 5),

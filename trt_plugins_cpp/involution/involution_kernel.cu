@@ -15,6 +15,16 @@ involution_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restric
         strip_item<K, R, false>(x, w, static_cast<const T*>(nullptr), 0, out, g, cpt, idx, narrow);
 }
 
+// Pair items (FP16, common/pixel_filter_strip.h): one row, two adjacent columns per thread, 4-byte pair accesses.
+template <typename T, int K>
+__global__ void __launch_bounds__(kThreads, 3)
+involution_pair_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out, StripGeom g, int cpt,
+                       int64_t total) {
+    const bool narrow = total <= 0xffffffffLL;
+    for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total; idx += int64_t(gridDim.x) * blockDim.x)
+        strip_item_pairs<K, false>(x, w, static_cast<const T*>(nullptr), 0, out, g, cpt, idx, narrow);
+}
+
 // Window shapes without a strip body: one thread per output element, j fastest.
 template <typename T>
 __global__ void involution_any_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
@@ -27,6 +37,10 @@ __global__ void involution_any_kernel(const T* __restrict__ x, const T* __restri
 template <typename T, int K, int R>
 cudaError_t launch_strip(const T* x, const T* w, T* out, const StripGeom& g, StripPlan plan, cudaStream_t stream) {
     const int64_t total = strip_item_count(g, plan);
+    if constexpr (sizeof(T) == 2)  // pair items: FP16 only (strip_plan)
+        if (plan.cols == 2)
+            return launch_kernel(involution_pair_kernel<T, K>, grid_for(total), kThreads, stream, x, w, out, g, plan.cpt,
+                                 total);
     return launch_kernel(involution_kernel<T, K, R>, grid_for(total), kThreads, stream, x, w, out, g, plan.cpt, total);
 }
 
@@ -39,7 +53,7 @@ cudaError_t launch(const void* xv, const void* wv, void* outv, const InvolutionP
     const T* w = static_cast<const T*>(wv);
     T* out = static_cast<T*>(outv);
     const StripGeom g = involution_geom(p);
-    const StripPlan plan = strip_plan(g, resident_threads);
+    const StripPlan plan = strip_plan(g, resident_threads, int(sizeof(T)));
     if (!strip_applies(g))
         return launch_kernel(involution_any_kernel<T>, grid_for(total), kThreads, stream, x, w, out, p, total);
     return plan.rows == kStripRows ? launch_strip<T, kStripK, kStripRows>(x, w, out, g, plan, stream)
