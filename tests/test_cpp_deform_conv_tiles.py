@@ -66,11 +66,13 @@ def test_slab_tiles_agree_across_device_limits(cout, set_smem_optin):
     assert 0 < float(np.abs(outs["sm_90"] - fp32).max()) <= 1e-2 * float(np.abs(fp32).max())
 
 
-@pytest.mark.parametrize("cout, fp16_io", [(48, True), (272, True), (12, False), (96, False)])
-def test_without_a_workspace_the_result_is_the_same(cout, fp16_io, set_workspace):
+@pytest.mark.parametrize("cout, fp16_io, cin", [(48, True, 40), (272, True, 40), (12, False, 40), (96, False, 40),
+                                                (48, True, 56), (96, True, 56)])
+def test_without_a_workspace_the_result_is_the_same(cout, fp16_io, cin, set_workspace):
     """No workspace (the mmcv-compat plugin): the slab tiles sample the NCHW input and the FMA tiles read
-    the weights as given; same sums in the same order, so the same bits."""
-    arrays = _inputs(cout, np.random.default_rng(cout))
+    the weights as given; same sums in the same order, so the same bits. cin 56 (offset groups of 28):
+    chunks of 12 channels, vector and scalar, in the lane-pair (48: BM 64) and per-thread (96) NHWC fills."""
+    arrays = _inputs(cout, np.random.default_rng(cout), cin=cin)
     with_ws = native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=fp16_io)
     set_workspace(0)
     np.testing.assert_array_equal(native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=fp16_io), with_ws)

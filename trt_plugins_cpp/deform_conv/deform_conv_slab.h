@@ -14,9 +14,10 @@
 //
 // The gather reads either the NCHW input (lanes on consecutive pixels of one channel: each corner load
 // of a warp touches as many 32-byte sectors as the sample points spread over rows) or, given a workspace,
-// an NHWC copy made by deform_conv_nhwc_block: a thread then samples the 16 channels of the chunk at two
-// neighbouring pixels, each corner as two 16-byte loads of one 32-byte sector (4-8x fewer sectors than
-// NCHW on scattered offsets), and writes B as 4-byte pixel pairs.
+// an NHWC copy made by deform_conv_nhwc_block (4-8x fewer sectors than NCHW on scattered offsets): for
+// BM >= 128 a thread samples the chunk's 16 channels at two neighbouring pixels, each corner as two 16-byte
+// loads; for BM = 64 a lane pair samples them at four pixels, each corner as the two 16-byte halves of one
+// 32-byte sector in one instruction (half the L1 sectors, descriptors read twice; dc_slab_fill_nhwc).
 //
 // The block body is written once against an executor (common/tile_gemm.h conventions); the CPU
 // reference runs it phase by phase (every warp's MMA as scalar FP32 sums of FP16-rounded operands).
@@ -232,13 +233,14 @@ DYNCONV_HD void dc_sts_pair(MmaHalf* dst, MmaHalf a, MmaHalf b) {
 #endif
 }
 
-//! B fill from the NHWC copy xt [N, H, W, Cin]: item (tap, pixel pair) samples the 16 channels c0 .. c0+15
+//! B fill from the NHWC copy xt [N, H, W, Cin] for tiles whose GEMM keeps shared memory the busier pipe
+//! (BM >= 128; see dc_slab_fill_nhwc): item (tap, pixel pair) samples the 16 channels c0 .. c0+15
 //! (zero past kc) at pixels pp = 2i and pp + 1, each corner of a pixel as two 16-byte loads (one 32-byte
 //! sector), and stores each channel's two samples as one 4-byte word of B. Consecutive threads take
 //! consecutive pairs: the descriptor loads (8 bytes) and the B stores (4 bytes) are conflict-free and use
 //! every byte of their wavefronts.
 template <class Cfg, typename T>
-DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
+DYNCONV_HD void dc_slab_fill_nhwc_pairs(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
     static_assert(Cfg::BN % 2 == 0 && Cfg::CK == 16, "pixel pairs, two 8-channel runs");
     constexpr int kPairs = Cfg::BN / 2;
     const int taps = p.kh * p.kw;
@@ -285,6 +287,109 @@ DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0
             dc_sts_pair(&sm.b[c * taps + tap][pp], to_mma_half(c < kc ? val[0][c] : 0.f),
                         to_mma_half(c < kc ? val[1][c] : 0.f));
     }
+}
+
+//! Reads the four 4-byte values at src (16-byte aligned) with one 16-byte shared-memory load.
+template <typename V>
+DYNCONV_HD void dc_lds_quad(const V* src, V (&v)[4]) {
+    static_assert(sizeof(V) == 4, "4-byte values");
+#if defined(__CUDA_ARCH__)
+    const int4 raw = *reinterpret_cast<const int4*>(src);  // an aligned local: v itself may be 4-byte aligned
+    const V* rv = reinterpret_cast<const V*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] = rv[k];
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kShared, false, src, 16);
+    for (int k = 0; k < 4; ++k) v[k] = src[k];
+#endif
+}
+
+//! Writes four halves at dst (8-byte aligned) with one 8-byte shared-memory store.
+DYNCONV_HD void dc_sts_quad(MmaHalf* dst, MmaHalf a, MmaHalf b, MmaHalf c, MmaHalf d) {
+#if defined(__CUDA_ARCH__)
+    const __half2 lo = __halves2half2(a, b), hi = __halves2half2(c, d);
+    *reinterpret_cast<uint2*>(dst) = make_uint2(*reinterpret_cast<const unsigned*>(&lo), *reinterpret_cast<const unsigned*>(&hi));
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kShared, true, dst, 8);
+    dst[0] = a;
+    dst[1] = b;
+    dst[2] = c;
+    dst[3] = d;
+#endif
+}
+
+//! B fill from the NHWC copy xt [N, H, W, Cin] for BM = 64: item (tap, pixel quad, half h) samples the 8 channels
+//! c0+8h .. c0+8h+7 (zero past kc) at pixels pp = 4i .. 4i+3, each corner as one 16-byte load, and stores
+//! each channel's four samples as one 8-byte word of B. Consecutive threads take the two halves of a quad,
+//! then consecutive quads: a lane pair's corner loads are the two halves of one 32-byte sector (a warp
+//! touches only whole sectors), the descriptor loads (16 bytes, shared by the pair) use every byte of
+//! their wavefronts and the B stores fill 2 wavefronts with 256 distinct bytes.
+template <class Cfg, typename T>
+DYNCONV_HD void dc_slab_fill_nhwc_quads(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
+    static_assert(Cfg::BN % 4 == 0 && Cfg::CK == 16, "pixel quads, two 8-channel halves");
+    constexpr int kQuads = Cfg::BN / 4, kPx = 4, kCh = Cfg::CK / 2;
+    const int taps = p.kh * p.kw;
+    const bool vec_ok = p.Cin % 8 == 0 && c0 % 8 == 0;  // 16-byte aligned 8-channel runs
+    for (int e = t; e < taps * kQuads * 2; e += Cfg::kThreads) {
+        const int h = e % 2, tap = e / (2 * kQuads), pp = 4 * ((e / 2) % kQuads);
+        const int ch0 = kCh * h, nch = dc_min(kCh, kc - ch0);  // this thread's channels (nch <= 0: none)
+        int n[kPx], idx[4][kPx];
+        float w[4][kPx];
+        dc_lds_quad(&sm.img[pp], n);
+        DYNCONV_DC_UNROLL
+        for (int q = 0; q < 4; ++q) {
+            dc_lds_quad(&sm.tidx[tap][q][pp], idx[q]);
+            dc_lds_quad(&sm.tw[tap][q][pp], w[q]);
+        }
+        float val[kPx][kCh];
+        DYNCONV_DC_UNROLL
+        for (int s = 0; s < kPx; ++s) {
+            DYNCONV_DC_UNROLL
+            for (int c = 0; c < kCh; ++c) val[s][c] = 0.f;
+            const long long img = static_cast<long long>(n[s] >= 0 ? n[s] : 0) * p.H * p.W;
+            DYNCONV_DC_UNROLL
+            for (int q = 0; q < 4; ++q) {  // w = 0 where idx < 0; as dc_sample, corner by corner
+                const bool on = n[s] >= 0 && idx[q][s] >= 0;
+                const T* src = xt + (img + (idx[q][s] >= 0 ? idx[q][s] : 0)) * p.Cin + c0 + ch0;
+                if (vec_ok && nch == kCh) {
+                    float cv[8];
+                    dc_gather8(on, src, cv);
+                    DYNCONV_DC_UNROLL
+                    for (int k = 0; k < kCh; ++k) val[s][k] += w[q][s] * cv[k];
+                } else {
+                    DYNCONV_DC_UNROLL
+                    for (int k = 0; k < kCh; ++k)
+                        val[s][k] += w[q][s] * to_float(DYNCONV_LDG_GATHER_IF(on && k < nch, src + k, T()));
+                }
+            }
+            if (n[s] >= 0 && nch > 0) trace_count(TraceCounter::kSamples, nch);
+        }
+        // the second half stores its channels rotated by 4: with an odd tap count its rows lie 16 banks
+        // from the first half's (row stride LDB/2 = 4 mod 32 words), so a 16-lane phase is conflict-free;
+        // selects between compile-time indices keep val in registers
+        DYNCONV_DC_UNROLL
+        for (int c = 0; c < kCh; ++c) {
+            const int cs = h ? (c + kCh / 2) % kCh : c;
+            const bool ok = cs < nch;
+            float v[kPx];
+            DYNCONV_DC_UNROLL
+            for (int s = 0; s < kPx; ++s) v[s] = ok ? (h ? val[s][(c + kCh / 2) % kCh] : val[s][c]) : 0.f;
+            dc_sts_quad(&sm.b[(ch0 + cs) * taps + tap][pp], to_mma_half(v[0]), to_mma_half(v[1]), to_mma_half(v[2]),
+                        to_mma_half(v[3]));
+        }
+    }
+}
+
+//! B fill from the NHWC copy: the lane-pair quads halve the gather's L1 sectors but load each descriptor
+//! twice; worth it where the gather, not shared memory, limits the block: BM = 64 (the model's counters:
+//! 32x64x56x56 L1 27.3 -> 14.8 us, shared 21.0 -> 24.9 us), not BM >= 128 (the GEMM's fragment loads
+//! already keep shared memory busier than L1: 8x128x28x28 shared 4.2 -> 4.7 us).
+template <class Cfg, typename T>
+DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
+    if constexpr (Cfg::BM <= 64)
+        dc_slab_fill_nhwc_quads<Cfg, T>(p, xt, c0, kc, t, sm);
+    else
+        dc_slab_fill_nhwc_pairs<Cfg, T>(p, xt, c0, kc, t, sm);
 }
 
 //! Epilogue: thread t writes staged rows m0 .. m0+STAGE_M-1 + bias; consecutive threads store consecutive pixels.
