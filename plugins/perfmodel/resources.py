@@ -51,6 +51,9 @@ def kernel_key(demangled: str) -> tuple[str, str] | None:
     m = re.search(r"(ddf|involution)_kernel<(?:__half|float), 3, (\d+)>", demangled)
     if m:  # the 3x3 strip kernels: row-sharing strips (the benchmark's) and one-row strips
         return m.group(1) + ("" if int(m.group(2)) > 1 else "_r1"), prec
+    m = re.search(r"(ddf|involution)_pair_kernel<__half, 3>", demangled)
+    if m:  # the FP16 strips of column pairs
+        return m.group(1) + "_pair", prec
     for k in ("drconv_count", "drconv_scan", "drconv_scatter", "ddf", "involution"):
         if f"{k}_kernel" in demangled:
             return k, prec

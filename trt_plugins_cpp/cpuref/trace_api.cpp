@@ -278,9 +278,13 @@ LaunchTrace trace_strip(const std::string& op, const StripGeom& g, const T* x, c
         const long long total = static_cast<long long>(g.N) * g.C * g.Ho * g.Wo;
         return trace_items(op + "_any", total, picks, [&](long long idx) { generic_item(idx, total <= 0xffffffffLL); });
     }
-    const StripPlan plan = strip_plan(g, kH200ResidentThreads);
+    const StripPlan plan = strip_plan(g, kH200ResidentThreads, int(sizeof(T)));
     const long long items = strip_item_count(g, plan);
     const bool narrow = items <= 0xffffffffLL;
+    if (plan.cols == 2)  // pair items (FP16): op_pair
+        return trace_items(op + "_pair", items, picks, [&](long long idx) {
+            strip_item_pairs<kStripK, kFc>(x, f, fc, add, out, g, plan.cpt, idx, narrow);
+        });
     auto strip = [&](auto rows) {
         constexpr int R = decltype(rows)::value;
         return trace_items(R == kStripRows ? op : op + "_r1", items, picks, [&](long long idx) {
