@@ -102,6 +102,26 @@ DYNCONV_HD StripItem strip_decompose(long long idx, const StripGeom& p, int rows
     return it;
 }
 
+//! The channels one item covers: [first, first + count) as n*C + c indices, count <= cpt (of group it.g).
+struct StripChannels {
+    long long first;
+    int count;
+};
+
+DYNCONV_HD StripChannels strip_channels(const StripGeom& p, const StripItem& it, int cpt) {
+    const int cg = p.C / p.groups, c_first = it.cb * cpt;
+    return {static_cast<long long>(it.n) * p.C + it.g * cg + c_first, cg - c_first < cpt ? cg - c_first : cpt};
+}
+
+//! DDF's channel filter of channel nc_idx (n*C + c): cf[t] for the KK taps.
+template <int KK, typename T>
+DYNCONV_HD void strip_channel_filter(const T* fc, long long nc_idx, float* cf) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int t = 0; t < KK; ++t) cf[t] = to_float(DYNCONV_LDG(fc + nc_idx * KK + t));
+}
+
 //! One work item. f: [N, groups*K*K, Ho, Wo]; fc: [N, C, K, K] (kFc, DDF; add: 'add' combine, else 'mul').
 template <int K, int R, bool kFc, typename T>
 DYNCONV_HD void strip_item(const T* x, const T* f, const T* fc, int add, T* out, const StripGeom& p, int cpt,
@@ -140,21 +160,15 @@ DYNCONV_HD void strip_item(const T* x, const T* f, const T* fc, int add, T* out,
             for (int v = 0; v < K; ++v)
                 w[r][u * K + v] = to_float(DYNCONV_LDG_IF(row_ok && col_ok[v], fp + (u * K + v) * hw_out + r * p.Wo, zero));
         }
-    const int cg = p.C / p.groups, c_first = it.cb * cpt;
-    const int nc = cg - c_first < cpt ? cg - c_first : cpt;
+    const StripChannels ch = strip_channels(p, it, cpt);
     const long long plane = static_cast<long long>(p.H) * p.W;
 #if defined(__CUDA_ARCH__)
 #pragma unroll 1
 #endif
-    for (int k = 0; k < nc; ++k) {
-        const long long nc_idx = static_cast<long long>(it.n) * p.C + it.g * cg + c_first + k;  // n*C + c
+    for (int k = 0; k < ch.count; ++k) {
+        const long long nc_idx = ch.first + k;  // n*C + c
         float cf[kFc ? KK : 1];
-        if constexpr (kFc) {
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-            for (int t = 0; t < KK; ++t) cf[t] = to_float(DYNCONV_LDG(fc + nc_idx * KK + t));
-        }
+        if constexpr (kFc) strip_channel_filter<KK>(fc, nc_idx, cf);
         float acc[R];
 #if defined(__CUDA_ARCH__)
 #pragma unroll
@@ -255,21 +269,15 @@ DYNCONV_HD void strip_item_pairs(const T* x, const T* f, const T* fc, int add, T
         w[0][t] = ok0 ? to_float(fv.lo) : 0.f;
         w[1][t] = ok1 ? to_float(fv.hi) : 0.f;
     }
-    const int cg = p.C / p.groups, c_first = it.cb * cpt;
-    const int nc = cg - c_first < cpt ? cg - c_first : cpt;
+    const StripChannels ch = strip_channels(p, it, cpt);
     const long long plane = static_cast<long long>(p.H) * p.W;
 #if defined(__CUDA_ARCH__)
 #pragma unroll 1
 #endif
-    for (int k = 0; k < nc; ++k) {
-        const long long nc_idx = static_cast<long long>(it.n) * p.C + it.g * cg + c_first + k;  // n*C + c
+    for (int k = 0; k < ch.count; ++k) {
+        const long long nc_idx = ch.first + k;  // n*C + c
         float cf[kFc ? KK : 1];
-        if constexpr (kFc) {
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-            for (int t = 0; t < KK; ++t) cf[t] = to_float(DYNCONV_LDG(fc + nc_idx * KK + t));
-        }
+        if constexpr (kFc) strip_channel_filter<KK>(fc, nc_idx, cf);
         float acc[2] = {0.f, 0.f};
         const T* xc = x + nc_idx * plane;
         int row_stride = p.W;
