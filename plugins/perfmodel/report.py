@@ -45,7 +45,7 @@ class Row:
     note: str
 
 
-def _dram_split(label: str, launches: list[LaunchCounters], shape, total: int, elem: int) -> list[float]:
+def _dram_split(launches: list[LaunchCounters], shape, total: int, elem: int) -> list[float]:
     """Compulsory DRAM bytes per launch: DRConv's listing passes move the guide and int pixel lists, DCN's
     NHWC copy moves the input twice, the GEMM the rest; single-launch ops take everything."""
     if len(launches) == 1:
@@ -68,7 +68,7 @@ def build_row(bench: BenchOp, shape: tuple[int, int, int, int], fp16: bool, pick
     launches = trace_op(bench.op, inputs, attrs, fp16=fp16, picks=picks)
     elem = 2 if fp16 else 4
     total = compulsory_bytes(inputs, shape[0] * shape[1] * shape[2] * shape[3], elem)
-    dram = _dram_split(bench.label, launches, shape, total, elem)
+    dram = _dram_split(launches, shape, total, elem)
     bounds = [predict_launch(lc, H200, b) for lc, b in zip(launches, dram)]
     orin = sum(predict_launch(lc, ORIN, b).seconds for lc, b in zip(launches, dram))
     main = max(range(len(launches)), key=lambda k: bounds[k].seconds)
