@@ -12,13 +12,15 @@ import torch
 
 from ..plugins import load_ops
 from ..plugins.errors import DynconvError
+from ..plugins.registration import shapes_only
 from ..plugins.spec import DOMAIN
 from .fp16 import convert_to_fp16
 from .options import ExportOptions, io_names
-from .postprocess import check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, set_ir_version
+from .postprocess import (check_dynamic_dims, check_model, cleanup, rename_dynamic_dims, rename_graph_outputs,
+                          set_ir_version)
 from .standard_ops import replace_with_standard_ops, standard_ops
 from .shapes import infer_shapes_with_custom_nodes, outputs_fully_named
-from .reference_graph import CallOrderMismatch, OpCall, run_and_record, splice_references
+from .reference_graph import CallOrderMismatch, OpCall, recording_calls, run_and_record, splice_references
 from .report import dynamic_modules, is_eager_module
 from .torch_export import export_dynamo, export_torchscript
 
@@ -55,23 +57,17 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
         model.eval()
     if options.map_modules and map_known_modules(model) and example_run is not None:
         example_run = None  # the model changed: run it again
-    outputs, calls = example_run if example_run is not None else run_example(model, args)
     input_names = io_names(options.input_names, len(args), "input")
-    output_names = io_names(options.output_names, len(outputs), "output")
-
     if options.exporter == "dynamo" and isinstance(model, torch.jit.ScriptModule):
         raise DynconvError("TorchScript models export with --exporter torchscript (torch.export cannot trace them)")
     if options.exporter == "dynamo" and isinstance(model, torch.export.ExportedProgram):
         _require_program_dynamic_dims(model, options)
-    try:
-        proto = _export(model, args, calls, options, input_names, output_names)
-    except DynconvError:
-        raise
-    except Exception as exc:
-        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-        other = "torchscript" if options.exporter == "dynamo" else "dynamo"
-        raise DynconvError(f"the {options.exporter} exporter failed: {type(exc).__name__}: "
-                           f"{' '.join(lines[:2])[:400]} (try --exporter {other})") from None
+    if options.exporter == "torchscript" and example_run is None and not isinstance(model, torch.jit.ScriptModule):
+        proto = _export_recording_calls(model, args, options, input_names)
+    else:
+        outputs, calls = example_run if example_run is not None else run_example(model, args)
+        output_names = io_names(options.output_names, len(outputs), "output")
+        proto = _export_or_explain(model, args, calls, options, input_names, output_names)
 
     if options.target == "trt" and not any(node.domain == DOMAIN for node in proto.graph.node):
         _require_dynconv_content(model, options)
@@ -84,6 +80,36 @@ def export_model(model: Model, example_inputs: Sequence[torch.Tensor], options: 
     proto = set_ir_version(proto)
     proto.producer_name = "dynconv"
     check_model(proto)
+    return proto
+
+
+def _export_or_explain(model: Model, args: tuple, calls: list[OpCall], options: ExportOptions,
+                       input_names: list[str], output_names: list[str] | None) -> onnx.ModelProto:
+    """:func:`_export`, with an exporter's failure turned into one line naming the other exporter."""
+    try:
+        return _export(model, args, calls, options, input_names, output_names)
+    except DynconvError:
+        raise
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        other = "torchscript" if options.exporter == "dynamo" else "dynamo"
+        raise DynconvError(f"the {options.exporter} exporter failed: {type(exc).__name__}: "
+                           f"{' '.join(lines[:2])[:400]} (try --exporter {other})") from None
+
+
+def _export_recording_calls(model: Model, args: tuple, options: ExportOptions,
+                            input_names: list[str]) -> onnx.ModelProto:
+    """The TorchScript exporter's trace runs the model once: record the core-op calls there (their
+    values are not needed, so the ops compute nothing) instead of in a separate example run. (A
+    ScriptModule is converted without running, so it takes the example run.)
+    When the export fails, the example run says whether the model rejects its inputs."""
+    try:
+        with recording_calls() as calls, shapes_only():
+            proto = _export_or_explain(model, args, calls, options, input_names, None)
+    except DynconvError:
+        run_example(model, args)  # raises the model's own failure, if that is the cause
+        raise
+    rename_graph_outputs(proto, io_names(options.output_names, len(proto.graph.output), "output"))
     return proto
 
 
@@ -133,7 +159,7 @@ def _require_dynconv_content(model: Model, options: ExportOptions) -> None:
 
 
 def _export(model: Model, args: tuple, calls: list[OpCall], options: ExportOptions, input_names: list[str],
-            output_names: list[str]) -> onnx.ModelProto:
+            output_names: list[str] | None) -> onnx.ModelProto:
     """The trt flavour from either exporter; for the onnx target its custom nodes are then swapped
     for their reference subgraphs (one path for both exporters, see :mod:`reference_graph`)."""
     trt_options = dataclasses.replace(options, target="trt")
@@ -169,12 +195,15 @@ def _decompose(proto: onnx.ModelProto, calls: list[OpCall], options: ExportOptio
 
 
 def run_example(model: Model, args: Sequence[torch.Tensor]) -> ExampleRun:
-    """Run the model once in eval mode: validates the example inputs, counts outputs, records core-op calls."""
+    """Run the model once in eval mode: validates the example inputs, counts outputs, records core-op
+    calls. The core ops compute nothing (:func:`shapes_only`): their outputs are zeros of the right
+    shape, so the outputs' values are not the model's."""
     if isinstance(model, torch.nn.Module):
         model.eval()
     runner = model.module() if isinstance(model, torch.export.ExportedProgram) else model
     try:
-        out, calls = run_and_record(runner, tuple(args))
+        with shapes_only():  # the calls' shapes and the output count are what is used, not values
+            out, calls = run_and_record(runner, tuple(args))
     except DynconvError:
         raise
     except Exception as exc:  # the user's model rejected the inputs: report it in one line

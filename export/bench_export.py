@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..plugins.spec import OpSpec
-from .options import DYNAMIC_AXES, ExportOptions
+from .options import DEFAULT_OPSET, DYNAMIC_AXES, ExportOptions
 from .reference_graph import calls_replaced
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,9 @@ def time_dynconv(model: torch.nn.Module, x: torch.Tensor, options: ExportOptions
     return time.perf_counter() - start
 
 
-def _best_of(repeat: int, fn: Callable[[], float]) -> float:
-    return min(fn() for _ in range(max(1, repeat)))
-
-
 def time_yardstick(model: torch.nn.Module, x: torch.Tensor, exporter: str, dynamic: tuple[str, ...]) -> float:
-    """Seconds for plain ``torch.onnx.export`` of the conv-only twin of ``model``."""
+    """Seconds for plain ``torch.onnx.export`` of the conv-only twin of ``model``, at the opset dynconv
+    writes (TorchScript; the torch.export-based exporter starts at 18 and dynconv converts down)."""
     axes = {DYNAMIC_AXES[k]: k for k in dynamic}
     with standard_conv_twin(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -103,13 +100,15 @@ def time_yardstick(model: torch.nn.Module, x: torch.Tensor, exporter: str, dynam
             torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=shapes, verbose=False)
         else:
             torch.onnx.export(model, (x,), io.BytesIO(), dynamo=False, input_names=["input"],
-                              dynamic_axes={"input": axes} if axes else None)
+                              dynamic_axes={"input": axes} if axes else None, opset_version=DEFAULT_OPSET)
         return time.perf_counter() - start
 
 
 def run(names: Sequence[str], exporters: Sequence[str], targets: Sequence[str], dynamic: tuple[str, ...],
         repeat: int = 1) -> list[dict]:
-    """Time every (example, exporter, target), print a row for each, return the rows (best of ``repeat``)."""
+    """Time every (example, exporter, target), print a row for each, return the rows. Each of the
+    ``repeat`` rounds times the yardstick and then every target once (interleaved, so slow spells
+    of a shared machine hit both); a row keeps the fastest of each."""
     from .examples import build_example  # noqa: PLC0415
 
     rows = []
@@ -118,11 +117,16 @@ def run(names: Sequence[str], exporters: Sequence[str], targets: Sequence[str], 
     for name in names:
         model, x = build_example(name)
         for exporter in exporters:
-            yard = _best_of(repeat, lambda: time_yardstick(model, x, exporter, dynamic))
+            yard: list[float] = []
+            ours: dict[str, list[float]] = {target: [] for target in targets}
+            for _ in range(max(1, repeat)):
+                yard.append(time_yardstick(model, x, exporter, dynamic))
+                for target in targets:
+                    options = ExportOptions(target=target, exporter=exporter, dynamic=dynamic)
+                    ours[target].append(time_dynconv(model, x, options))
             for target in targets:
-                options = ExportOptions(target=target, exporter=exporter, dynamic=dynamic)
-                ours = _best_of(repeat, lambda: time_dynconv(model, x, options))
-                rows.append(dict(example=name, exporter=exporter, target=target, dynconv=ours, yardstick=yard))
+                rows.append(dict(example=name, exporter=exporter, target=target, dynconv=min(ours[target]),
+                                 yardstick=min(yard)))
                 print(_format(rows[-1]), flush=True)
     return rows
 
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--exporter", nargs="+", default=["dynamo", "torchscript"], choices=["dynamo", "torchscript"])
     p.add_argument("--target", nargs="+", default=["onnx", "trt"], choices=["onnx", "trt"])
     p.add_argument("--dynamic", default="", help="comma list of batch,height,width")
-    p.add_argument("--repeat", type=int, default=1, help="time each export this many times, keep the fastest")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of timing (yardstick and dynconv interleaved); the fastest of each is kept")
     args = p.parse_args(argv)
     dynamic = tuple(d for d in args.dynamic.split(",") if d)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)

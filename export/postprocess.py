@@ -99,6 +99,30 @@ def rename_dynamic_dims(model: onnx.ModelProto, axes: dict[str, int]) -> onnx.Mo
     return model
 
 
+def rename_graph_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """Give the graph outputs ``names`` (in order), rewriting every reference to the old names (in
+    place; returns ``model``). An output that is also a graph input or another output keeps its
+    value and gets an Identity node to carry the new name."""
+    graph = model.graph
+    fixed = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    mapping: dict[str, str] = {}
+    for value, name in zip(graph.output, names):
+        if value.name == name:
+            continue
+        if value.name in fixed or value.name in mapping:
+            graph.node.append(onnx.helper.make_node("Identity", [value.name], [name], name=f"{name}_identity"))
+        else:
+            mapping[value.name] = name
+        value.name = name
+    if mapping:
+        for node in graph.node:
+            node.input[:] = [mapping.get(n, n) for n in node.input]
+            node.output[:] = [mapping.get(n, n) for n in node.output]
+        for value in graph.value_info:
+            value.name = mapping.get(value.name, value.name)
+    return model
+
+
 def check_dynamic_dims(model: onnx.ModelProto, axes: dict[str, int]) -> None:
     """Fail when a requested dynamic axis came out static (an exporter specialised it)."""
     for value in model.graph.input:
@@ -122,34 +146,73 @@ def check_model(model: onnx.ModelProto) -> None:
 
     * ``onnx.checker.check_model(full_check=True)``: structure, every standard node against its
       schema and strict shape/type inference (custom ``dynconv`` nodes have no schema: inference
-      passes them by, which is what TensorRT's parser sees too);
+      passes them by, which is what TensorRT's parser sees too), run with the weights as typed
+      inputs, while each weight's stored data must match its type and dims;
     * every custom node against its spec (attributes, input count);
     * a graph without custom nodes (the ``onnx`` target) must load in onnxruntime (CPU). A graph
       with custom nodes cannot: onnxruntime has no kernels for them.
     """
+    light = without_weights(model)
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(light, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DynconvError(f"exported graph is invalid (nothing written): {first}") from None
+    check_weights(model)
     for node in model.graph.node:
         if node.domain == DOMAIN:
             validate_custom_node(node)
     if not any(node.domain == DOMAIN for node in model.graph.node):
-        check_loads_in_onnxruntime(model)
+        check_loads_in_onnxruntime(light)
 
 
-def check_loads_in_onnxruntime(model: onnx.ModelProto) -> None:
-    """onnxruntime (CPU, no graph optimisation) accepts ``model``'s graph: every node has a kernel
-    for its types. The weights load as typed inputs (their data is onnx.checker's part), so a
-    large model is not serialised and copied once more."""
+def check_weights(model: onnx.ModelProto) -> None:
+    """Every initializer is named, typed, and holds exactly as many elements as its dims say."""
+    for init in model.graph.initializer:
+        if not init.name or init.data_type == onnx.TensorProto.UNDEFINED:
+            raise DynconvError(f"exported graph is invalid (nothing written): initializer {init.name!r} has no "
+                               "name or no element type")
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        numel = 1
+        for d in init.dims:
+            numel *= d
+        stored = _stored_elements(init)
+        if stored is not None and stored != numel:
+            raise DynconvError(f"exported graph is invalid (nothing written): initializer {init.name!r} holds "
+                               f"{stored} elements for dims {list(init.dims)}")
+
+
+def _stored_elements(init: onnx.TensorProto) -> int | None:
+    """Elements stored in ``init`` (None for types whose packing this does not model)."""
+    if init.HasField("raw_data"):
+        try:
+            bits = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize * 8
+        except (KeyError, TypeError, ValueError):
+            return None
+        if init.data_type in _SUB_BYTE_TYPES:
+            return None
+        return len(init.raw_data) * 8 // bits
+    for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+        values = getattr(init, field)
+        if len(values):
+            return None if field == "int32_data" and init.data_type in _SUB_BYTE_TYPES else len(values)
+    return 0
+
+
+_SUB_BYTE_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(onnx.TensorProto, n)}
+
+
+def check_loads_in_onnxruntime(light: onnx.ModelProto) -> None:
+    """onnxruntime (CPU, no graph optimisation) accepts the graph of ``light`` (a model with its
+    weights as typed inputs, :func:`without_weights`): every node has a kernel for its types."""
     import onnxruntime as ort  # noqa: PLC0415
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     try:
-        ort.InferenceSession(without_weights(model).SerializeToString(), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(light.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a graph it rejects
         first = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
         raise DynconvError(f"exported graph does not load in onnxruntime (nothing written): {first[:300]}") from None

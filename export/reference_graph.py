@@ -1,10 +1,11 @@
 """Replace custom nodes by standard-op subgraphs exported from the ops' PyTorch references.
 
-Used by both exporters for the "onnx" target: the model is exported with custom nodes, each op
-call's concrete arguments are recorded in a separate forward pass, and every custom node is
-swapped for the TorchScript-exporter ONNX export of its reference decomposition (all dims
-dynamic, one export per distinct op configuration), so there is one decomposition per op for
-both exporters.
+Used by both exporters for the "onnx" target: the model is exported with custom nodes while each
+op call's shapes and attributes are recorded (in the TorchScript exporter's own trace, or in an
+example run with the ops computing nothing), and every custom node is swapped for the
+TorchScript-exporter ONNX export of its reference decomposition. One export serves each distinct
+op configuration: traced on a shrunk feature map (all dims dynamic), its constants folded and
+shared by every instance as initializers. So there is one decomposition per op for both exporters.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..plugins.errors import DynconvError
-from ..plugins.registration import reference_of, split_args
-from ..plugins.registry import get_spec
-from ..plugins.spec import DOMAIN, OpSpec
+from ..plugins.registration import calls_observed, reference_of
+from ..plugins.spec import DOMAIN, OpSpec, TensorSpec
 from .progress import stage
 
 
@@ -39,26 +40,24 @@ class OpCall:
     attrs: dict[str, Any]
 
 
-class _Recorder(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[OpCall] = []
+@contextlib.contextmanager
+def recording_calls() -> Iterator[list[OpCall]]:
+    """Within the block, every eager core-op call is appended to the yielded list, in execution order
+    (functional API, ``torch.ops.dynconv`` calls and TorchScript models alike)."""
+    calls: list[OpCall] = []
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        if func.namespace == DOMAIN:
-            spec = get_spec(func._opname)
-            tensors, attrs = split_args(spec, args)
-            self.calls.append(OpCall(spec, [None if t is None else t.detach().clone() for t in tensors],
-                                     spec.normalize(attrs)))
-        return func(*args, **(kwargs or {}))
+    def record(spec: OpSpec, tensors: list, attrs: dict[str, Any]) -> None:
+        calls.append(OpCall(spec, [None if t is None else t.detach() for t in tensors], attrs))
+
+    with calls_observed(record):
+        yield calls
 
 
 def run_and_record(model: torch.nn.Module, args: Sequence[torch.Tensor]) -> tuple[Any, list[OpCall]]:
     """Run ``model`` once; return its output and its core-op calls in execution order."""
-    recorder = _Recorder()
-    with torch.no_grad(), recorder:
+    with torch.no_grad(), recording_calls() as calls:
         out = model(*args)
-    return out, recorder.calls
+    return out, calls
 
 
 def record_calls(model: torch.nn.Module, args: Sequence[torch.Tensor]) -> list[OpCall]:
@@ -105,8 +104,46 @@ class _ReferenceModule(torch.nn.Module):
         return reference_of(self.spec)(*tensors, **self.attrs)
 
 
+_TRACE_SIZES = (8, 16, 32)  # feature-map sides tried for tracing a reference (the graph is size-generic)
+
+
+def dim_labels(tensor: TensorSpec) -> list[str]:
+    """The spec's dim names of ``tensor``, e.g. ``['N', 'C', 'H', 'W']`` from ``"[N, C, H, W]"``."""
+    return [d.strip() for d in tensor.shape.strip("[]").split(",")]
+
+
+def small_shapes(call: OpCall) -> list[tuple[int, ...] | None]:
+    """The call's input shapes with batch at most 2 and the feature map shrunk to the smallest
+    side in :data:`_TRACE_SIZES` that the spec accepts (its output size follows by the spec's rule);
+    the call's own shapes when no smaller one is valid. Channel and kernel dims stay as they are."""
+    spec = call.spec
+    shapes = [None if t is None else tuple(t.shape) for t in call.tensors]
+    labels = [dim_labels(t) for t in spec.inputs]
+    sizes = dict(zip(labels[0], shapes[0]))
+    out_labels = dim_labels(spec.outputs[0])
+    for side in _TRACE_SIZES:
+        h, w = min(sizes["H"], side), min(sizes["W"], side)
+        if (h, w) == (sizes["H"], sizes["W"]) and sizes["N"] <= 2:
+            break
+        small = {"N": min(sizes["N"], 2), "H": h, "W": w}
+        first = tuple(small.get(label, size) for label, size in zip(labels[0], shapes[0]))
+        out = dict(zip(out_labels, spec.infer_shapes([first, *shapes[1:]], call.attrs)[0]))
+        small.update(Ho=out["Ho"], Wo=out["Wo"])
+        candidate = [None if shape is None else tuple(small.get(label, size) for label, size in zip(names, shape))
+                     for names, shape in zip(labels, shapes)]
+        try:
+            spec.validate(candidate, call.attrs)
+        except DynconvError:
+            continue
+        return candidate
+    return shapes
+
+
 def _export_reference(call: OpCall, opset: int) -> onnx.GraphProto:
-    inputs = [t for t in call.tensors if t is not None]
+    """The reference decomposition of ``call``'s op as a graph with inputs ``in<i>`` and output
+    ``out``, every dim dynamic; traced on small inputs of the call's dtypes (:func:`small_shapes`)."""
+    inputs = [torch.zeros(shape, dtype=t.dtype) for t, shape in zip(call.tensors, small_shapes(call))
+              if t is not None]
     names = [f"in{i}" for i in range(len(inputs))]
     axes = {n: {d: f"{n}_d{d}" for d in range(t.dim())} for n, t in zip(names, inputs)}
     buffer = io.BytesIO()
@@ -115,6 +152,88 @@ def _export_reference(call: OpCall, opset: int) -> onnx.GraphProto:
         torch.onnx.export(_ReferenceModule(call), tuple(inputs), buffer, dynamo=False, opset_version=opset,
                           input_names=names, output_names=["out"], dynamic_axes=axes, do_constant_folding=True)
     return onnx.load_model_from_string(buffer.getvalue()).graph
+
+
+_NOT_FOLDED = frozenset({"Shape", "Size", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                         "Multinomial", "Bernoulli"})
+_SUBGRAPH = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+class _Reference:
+    """One exported reference graph, ready to be instanced for many calls: its constants (initializers
+    and ``Constant`` nodes) become initializers that every instance shares under ``shared_prefix``."""
+
+    def __init__(self, graph: onnx.GraphProto, shared_prefix: str, opset: int) -> None:
+        self.shared_prefix = shared_prefix
+        self.constants = {init.name: init for init in graph.initializer}
+        self.nodes = []
+        for node in graph.node:
+            value = node.attribute[0].t if len(node.attribute) == 1 and node.attribute[0].name == "value" else None
+            if node.op_type == "Constant" and value is not None and node.output[0] != "out":
+                self.constants[node.output[0]] = onnx.TensorProto()
+                self.constants[node.output[0]].CopyFrom(value)
+                self.constants[node.output[0]].name = node.output[0]
+            else:
+                self.nodes.append(node)
+        self._fold_constants(opset)
+
+    def _fold_constants(self, opset: int) -> None:
+        """Evaluate the nodes that read constants only (the exporter leaves e.g. ``F.pad``'s pads
+        arithmetic in the graph), so every instance carries just the nodes that depend on inputs."""
+        known = set(self.constants)
+        foldable = []
+        for node in self.nodes:
+            inputs = [name for name in node.input if name]
+            if (inputs and node.op_type not in _NOT_FOLDED and all(name in known for name in inputs)
+                    and "out" not in node.output and not any(a.type in _SUBGRAPH for a in node.attribute)):
+                foldable.append(node)
+                known.update(node.output)
+        if not foldable:
+            return
+        from onnx.reference import ReferenceEvaluator  # noqa: PLC0415
+
+        outputs = [name for node in foldable for name in node.output]
+        graph = onnx.helper.make_graph(foldable, "fold", [], [onnx.helper.make_value_info(n, onnx.TypeProto())
+                                                              for n in outputs], list(self.constants.values()))
+        try:
+            values = ReferenceEvaluator(onnx.helper.make_model(
+                graph, opset_imports=[onnx.helper.make_opsetid("", opset)])).run(None, {})
+        except Exception:  # noqa: BLE001 - an op the evaluator lacks: keep the nodes as they are
+            return
+        for name, value in zip(outputs, values):
+            self.constants[name] = onnx.numpy_helper.from_array(np.asarray(value), name)
+        folded = {id(node) for node in foldable}
+        self.nodes = [node for node in self.nodes if id(node) not in folded]
+
+    def shared_constants(self) -> list[onnx.TensorProto]:
+        """The constants as initializers named for :meth:`instance` (added to the graph once)."""
+        tensors = []
+        for name, value in self.constants.items():
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value)
+            tensor.name = self.shared_prefix + name
+            tensors.append(tensor)
+        return tensors
+
+    def instance(self, node: onnx.NodeProto, prefix: str) -> list[onnx.NodeProto]:
+        """The reference's nodes wired to ``node``'s inputs and output, other values under ``prefix``."""
+        rename = {f"in{i}": name for i, name in enumerate(node.input)}
+        rename["out"] = node.output[0]
+        for name in self.constants:
+            rename[name] = self.shared_prefix + name
+
+        def mapped(name: str) -> str:
+            return rename.get(name, prefix + name) if name else name
+
+        copies = []
+        for sub_node in self.nodes:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(sub_node)
+            copy.name = prefix + sub_node.name
+            copy.input[:] = [mapped(n) for n in sub_node.input]
+            copy.output[:] = [mapped(n) for n in sub_node.output]
+            copies.append(copy)
+        return copies
 
 
 def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
@@ -129,7 +248,7 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
             f"cannot decompose: the exported graph has {[n.op_type for n in nodes]} but the model ran "
             f"{[c.spec.name for c in calls]}; use --exporter dynamo for models with data-dependent control flow")
     new_nodes: list[onnx.NodeProto] = []
-    cache: dict[str, onnx.GraphProto] = {}
+    cache: dict[str, _Reference] = {}
     index = iter(range(len(nodes)))
     call_iter = iter(calls)
     for node in graph.node:
@@ -137,30 +256,13 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
             new_nodes.append(node)
             continue
         call = next(call_iter)
-        key = repr((call.spec.name, call.attrs, [None if t is None else (t.dim(), str(t.dtype)) for t in call.tensors]))
+        attrs = {k: v for k, v in call.attrs.items() if k not in call.spec.shape_derived}
+        key = repr((call.spec.name, attrs, [None if t is None else (t.dim(), str(t.dtype)) for t in call.tensors]))
         if key not in cache:
             with stage(f"reference graph of {call.spec.name}"):
-                cache[key] = _export_reference(call, opset)
-        sub = cache[key]
-        prefix = f"{node.name or node.op_type}_{next(index)}/"
-        rename = {f"in{i}": name for i, name in enumerate(node.input)}
-        rename["out"] = node.output[0]
-
-        def mapped(name: str, rename: dict = rename, prefix: str = prefix) -> str:
-            return rename.get(name, prefix + name) if name else name
-
-        for init in sub.initializer:
-            copy = onnx.TensorProto()
-            copy.CopyFrom(init)
-            copy.name = mapped(init.name)
-            graph.initializer.append(copy)
-        for sub_node in sub.node:
-            copy = onnx.NodeProto()
-            copy.CopyFrom(sub_node)
-            copy.name = prefix + sub_node.name
-            copy.input[:] = [mapped(n) for n in sub_node.input]
-            copy.output[:] = [mapped(n) for n in sub_node.output]
-            new_nodes.append(copy)
+                cache[key] = _Reference(_export_reference(call, opset), f"dynconv_reference_{len(cache)}/", opset)
+            graph.initializer.extend(cache[key].shared_constants())
+        new_nodes.extend(cache[key].instance(node, f"{node.name or node.op_type}_{next(index)}/"))
     del graph.node[:]
     graph.node.extend(new_nodes)
     if not any(n.domain == DOMAIN for n in graph.node):

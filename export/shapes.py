@@ -92,6 +92,11 @@ def _fully_typed(value: onnx.ValueInfoProto) -> bool:
     return value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") or d.dim_param for d in shape.dim)
 
 
+def _fully_static(value: onnx.ValueInfoProto) -> bool:
+    shape = value.type.tensor_type.shape
+    return value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in shape.dim)
+
+
 def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
@@ -151,31 +156,54 @@ _SHAPE_ONLY_ELEMENTS = 64  # initializers above this size are weights: their val
 
 def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` whose large initializers are typed graph inputs instead (no data), so
-    the repeated shape-inference rounds (and onnxruntime's load check) do not serialise every
-    weight each time."""
+    the repeated shape-inference rounds, the checker and onnxruntime's load check do not serialise
+    every weight each time. The weights themselves are never copied."""
     light = onnx.ModelProto()
-    light.CopyFrom(model)
-    graph = light.graph
-    small = []
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _set_field(light, field, value)
+    graph = model.graph
+    for field, value in graph.ListFields():
+        if field.name != "initializer":
+            _set_field(light.graph, field, value)
     inputs = {v.name for v in graph.input}
     for init in graph.initializer:
-        numel = 1
-        for d in init.dims:
-            numel *= d
-        if numel <= _SHAPE_ONLY_ELEMENTS:
-            small.append(init)
+        if _numel(init) <= _SHAPE_ONLY_ELEMENTS:
+            light.graph.initializer.append(init)
         elif init.name not in inputs:
-            graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-    del graph.initializer[:]
-    graph.initializer.extend(small)
+            light.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     return light
+
+
+def _is_repeated(field: Any) -> bool:
+    repeated = getattr(field, "is_repeated", None)  # protobuf >= 6; ``label`` before (deprecated since)
+    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED
+
+
+def _set_field(message: Any, field: Any, value: Any) -> None:
+    if _is_repeated(field):
+        getattr(message, field.name).extend(value)
+    elif field.message_type is not None:
+        getattr(message, field.name).CopyFrom(value)
+    else:
+        setattr(message, field.name, value)
+
+
+def _numel(tensor: onnx.TensorProto) -> int:
+    numel = 1
+    for d in tensor.dims:
+        numel *= d
+    return numel
 
 
 def infer_shapes_with_custom_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     """ONNX shape inference plus spec-driven shapes for every custom node (in place; returns ``model``)."""
     graph = model.graph
     custom_outputs = {o for n in graph.node if n.domain == DOMAIN for o in n.output}
-    kept = [v for v in graph.value_info if v.name not in custom_outputs]
+    # With every input size fixed, an exporter's static shape for a custom output is the one the
+    # spec gives (its fake kernel made it); keeping it saves an inference round per chained node.
+    static = all(_fully_static(v) for v in graph.input)
+    kept = [v for v in graph.value_info if v.name not in custom_outputs or (static and _fully_static(v))]
     del graph.value_info[:]
     graph.value_info.extend(kept)
     _forget_placeholders([*graph.value_info, *graph.output])

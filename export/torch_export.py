@@ -99,7 +99,7 @@ def light_optimize(model: Any) -> None:
 
 
 def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions,
-                       input_names: list[str], output_names: list[str]) -> onnx.ModelProto:
+                       input_names: list[str], output_names: list[str] | None) -> onnx.ModelProto:
     """TorchScript-exporter export with the custom-node symbolics registered."""
     opset = options.resolved_opset
     dynamic_axes = _dynamic_axes(args, input_names, options)

@@ -8,7 +8,8 @@ the reference. Exporters treat the op as one opaque node.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -19,6 +20,9 @@ Reference = Callable[..., torch.Tensor]
 
 _LIBRARY = torch.library.Library(DOMAIN, "FRAGMENT")
 _REFERENCES: dict[str, Reference] = {}
+CallObserver = Callable[["OpSpec", list, dict], None]
+_OBSERVERS: list[CallObserver] = []
+_SHAPES_ONLY = [False]
 
 
 def split_args(spec: OpSpec, args: Sequence[Any]) -> tuple[list[torch.Tensor | None], dict[str, Any]]:
@@ -48,7 +52,12 @@ def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
     def kernel(*args: Any) -> torch.Tensor:
         tensors, attrs = split_args(spec, args)
         attrs = spec.normalize(attrs)
-        spec.validate(shapes_of(tensors), attrs)
+        shapes = shapes_of(tensors)
+        spec.validate(shapes, attrs)
+        for observer in _OBSERVERS:
+            observer(spec, tensors, attrs)
+        if _SHAPES_ONLY[0]:
+            return tensors[0].new_zeros(spec.infer_shapes(shapes, attrs)[0])
         return reference(*tensors, **attrs)
 
     def fake(*args: Any) -> torch.Tensor:
@@ -78,6 +87,32 @@ def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
     torch.library.register_fake(spec.qualname, fake, lib=_LIBRARY)
     torch.library.register_autograd(spec.qualname, backward, setup_context=setup_context, lib=_LIBRARY)
     return spec
+
+
+@contextlib.contextmanager
+def calls_observed(observer: CallObserver) -> Iterator[None]:
+    """Within the block, every eager call of a core op (functional API or ``torch.ops.dynconv``,
+    TorchScript tracing included) reports ``observer(spec, tensors, normalised attrs)`` after its
+    inputs passed validation."""
+    _OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(observer)
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Within the block, eager core-op calls return zeros of their output shape instead of running
+    the reference. For exporters that only need shapes: the TorchScript tracer records each call
+    as one opaque node, so its values never reach the graph (only Python code branching on them
+    could tell, and the tracer bakes such a branch in anyway)."""
+    saved = _SHAPES_ONLY[0]
+    _SHAPES_ONLY[0] = True
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY[0] = saved
 
 
 def reference_of(spec: OpSpec) -> Reference:

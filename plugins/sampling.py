@@ -31,27 +31,38 @@ def is_traced(value: torch.Tensor) -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or type(value) is not torch.Tensor
 
 
+def as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` in ``dtype``, unchanged (no ``Cast`` node in exported graphs) when it already is."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
 def bilinear_sample(value: torch.Tensor, batch: torch.Tensor, y: tuple[torch.Tensor, torch.Tensor],
                     x: tuple[torch.Tensor, torch.Tensor], scale: torch.Tensor | None = None,
-                    sum_last: bool = False) -> torch.Tensor:
-    """``scale * bilinear(value[batch], y, x)``: ``[*S, C]`` for points of shape S.
+                    sum_last: bool = False, groups: int = 1, group: torch.Tensor | None = None) -> torch.Tensor:
+    """``scale * bilinear(value[batch], y, x)``: ``[*S, C/groups]`` for points of shape S.
 
     ``value`` is ``[B, H, W, C]``; ``batch`` (int64) picks the image; ``y``/``x`` are
     ``(floor int64, fraction)`` pairs from :func:`split_coordinate`; ``scale`` (e.g. a modulation
-    mask) multiplies each point. All of them broadcast together to S. ``sum_last`` sums the
-    samples over the last axis of S (``[*S[:-1], C]``).
+    mask) multiplies each point. With ``groups`` > 1 the channels split into that many groups and
+    ``group`` (int64) says which one each point reads (channel-group images need no transpose).
+    All of them broadcast together to S. ``sum_last`` sums the samples over the last axis of S
+    (``[*S[:-1], C/groups]``).
     """
-    b, h, w, c = value.shape
+    h, w = value.shape[1], value.shape[2]
     (iy, fy), (ix, fx) = y, x
     inside = (iy >= -1) & (iy < h) & (ix >= -1) & (ix < w)
-    top_left = (batch * (h + 2) + (iy + 1)) * (w + 2) + (ix + 1)  # row of the padded image
-    top_left = torch.where(inside, top_left, torch.zeros_like(top_left))
-    index = torch.stack((top_left, top_left + 1, top_left + (w + 2), top_left + (w + 3)), -1)  # [*S, 4]
-    wy = torch.stack((1 - fy, fy), -1).unsqueeze(-1)  # [*S, 2, 1]
-    wx = torch.stack((1 - fx, fx), -1).unsqueeze(-2)  # [*S, 1, 2]
+    top_left = (batch * (h + 2) + (iy + 1)) * (w + 2) + (ix + 1)  # pixel of the padded image
+    if group is not None:
+        top_left = top_left * groups + group  # row of the [pixels*groups, C/groups] table
+    top_left = torch.where(inside, top_left, 0)
+    corner = torch.arange(4, device=value.device)  # corners (0, 0), (0, 1), (1, 0), (1, 1) as (dy, dx)
+    corner_y, corner_x = corner // 2, corner % 2
+    index = top_left.unsqueeze(-1) + (corner_x * groups + corner_y * ((w + 2) * groups))  # [*S, 4]
+    wy = (1 - corner_y) + fy.unsqueeze(-1) * (2 * corner_y - 1)  # 1 - fy, 1 - fy, fy, fy
+    wx = (1 - corner_x) + fx.unsqueeze(-1) * (2 * corner_x - 1)  # 1 - fx, fx, 1 - fx, fx
     keep = inside.to(fy.dtype) if scale is None else inside.to(fy.dtype) * scale
-    weights = (wy * wx).flatten(-2) * keep.unsqueeze(-1)  # [*S, 4]
-    image = F.pad(value, (0, 0, 1, 1, 1, 1)).reshape(-1, c)  # [B*(H+2)*(W+2), C]
+    weights = wy * wx * keep.unsqueeze(-1)  # [*S, 4]
+    image = F.pad(value, (0, 0, 1, 1, 1, 1)).reshape(-1, value.shape[3] // groups)  # [B*(H+2)*(W+2)*groups, C/groups]
     if is_traced(value):
         return (F.embedding(index, image) * weights.unsqueeze(-1)).sum((-3, -2) if sum_last else -2)
     shape = torch.broadcast_shapes(index.shape, weights.shape)
@@ -59,4 +70,4 @@ def bilinear_sample(value: torch.Tensor, batch: torch.Tensor, y: tuple[torch.Ten
     bag = 4 * shape[-2] if sum_last else 4
     out = F.embedding_bag(index.expand(shape).reshape(-1, bag), image,
                           per_sample_weights=weights.expand(shape).reshape(-1, bag), mode="sum")
-    return out.reshape(*kept, c)
+    return out.reshape(*kept, image.shape[1])

@@ -125,6 +125,14 @@ class OpSpec:
     version: str = "1"
     layout: str = "NCHW"
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # Attributes the traced (exported) reference reads back from tensor shapes, where validation
+    # makes them equal: one exported reference graph then serves every value of them.
+    shape_derived: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.shape_derived) - {a.name for a in self.attributes}
+        if unknown:
+            raise ValueError(f"{self.name}: shape_derived names unknown attributes {sorted(unknown)}")
 
     # ----- names ---------------------------------------------------------------------------------
     @property

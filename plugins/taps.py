@@ -38,16 +38,23 @@ def taps(kernel: Sequence[int]) -> Iterator[tuple[int, int, int]]:
             yield u * kw + v, u, v
 
 
-def unfold_row(xp: torch.Tensor, u: int, kernel: Sequence[int], stride: Sequence[int],
-               dilation: Sequence[int]) -> torch.Tensor:
-    """The kw taps of kernel row ``u`` of padded ``xp`` at once: ``[N, C, kw, Ho*Wo]``, tap ``v`` at index v.
+def column_index(width_out: int | torch.Tensor, kw: int, stride_w: int, dilation_w: int,
+                 device: torch.device) -> torch.Tensor:
+    """``[kw, Wo]`` int64: the padded-input column read by tap column ``v`` at output column ``j``,
+    ``j*sw + v*dw`` (for :func:`row_taps`; built once per op call from the dynamic ``Wo``)."""
+    taps_w = (torch.arange(kw, device=device) * dilation_w).unsqueeze(1)
+    return taps_w + (torch.arange(width_out, device=device) * stride_w).unsqueeze(0)
 
-    Exported graphs take one row's taps with one ``unfold`` (a fixed handful of ONNX nodes) instead of kw
-    slices, and hold a kw-times (not kh*kw-times) copy of the input at a time.
+
+def row_taps(xp: torch.Tensor, u: int, columns: torch.Tensor, kernel: Sequence[int], stride: Sequence[int],
+             dilation: Sequence[int]) -> torch.Tensor:
+    """The kw taps of kernel row ``u`` of padded ``xp`` at once: ``[..., Ho, kw, Wo]`` (tap ``v`` at -2).
+
+    One strided ``Slice`` takes the row's windows vertically, one ``Gather`` with ``columns``
+    (:func:`column_index`) all kw columns of each: a fixed handful of ONNX nodes per kernel row
+    and a kw-times (not kh*kw-times) copy of the input at a time.
     """
-    kh, kw = kernel
+    kh = kernel[0]
     end_h = -(kh - 1 - u) * dilation[0] or None
-    rows = xp[..., u * dilation[0]:end_h:stride[0], :]  # [N, C, Ho, Wp]: the row's windows, vertically
-    columns = F.unfold(rows, [1, kw], [1, dilation[1]], [0, 0], [1, stride[1]])  # [N, C*kw, Ho*Wo]
-    return columns.reshape(xp.shape[0], xp.shape[1], kw, -1)
-
+    rows = xp[..., u * dilation[0]:end_h:stride[0], :]  # [..., Ho, Wp]
+    return rows[..., columns]

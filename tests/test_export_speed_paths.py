@@ -6,16 +6,23 @@ from __future__ import annotations
 import random
 
 import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 from dynconv.export import ExportOptions, api, export_model
-from dynconv.export.postprocess import check_loads_in_onnxruntime, cleanup
+from dynconv.export.postprocess import check_loads_in_onnxruntime, check_model, cleanup, rename_graph_outputs
 from dynconv.export.reference_graph import (
     CallOrderMismatch,
     OpCall,
     _export_reference,
+    _Reference,
+    recording_calls,
+    small_shapes,
 )
+from dynconv.plugins.dcnv3 import DCNv3
 from dynconv.plugins.ddf import DDF
+from dynconv.plugins.deform_conv import DEFORM_CONV2D
+from dynconv.plugins.registration import shapes_only
 from dynconv.plugins.errors import DynconvError
 from dynconv.plugins.involution import INVOLUTION, Involution
 from onnx import TensorProto, helper
@@ -67,8 +74,8 @@ def _ddf_call(kernel: int) -> OpCall:
 
 @pytest.mark.parametrize("make_call", [_involution_call, _ddf_call], ids=["involution", "ddf"])
 def test_reference_graph_takes_taps_a_kernel_row_at_a_time(make_call):
-    """One unfold per kernel row (a kw-times buffer, not a full unfold's kh*kw-times one): the graph grows
-    by the same node count per kernel row."""
+    """One Slice and one Gather per kernel row (a kw-times buffer, not a full unfold's kh*kw-times one):
+    the graph grows by the same node count per kernel row."""
     sizes = [len(_export_reference(make_call(k), 17).node) for k in (3, 5, 7)]
     assert sizes[2] - sizes[1] == sizes[1] - sizes[0] > 0
 
@@ -125,3 +132,114 @@ def test_onnxruntime_load_check_reads_the_graph_without_the_weights():
     check_loads_in_onnxruntime(_matmul_model(TensorProto.FLOAT))
     with pytest.raises(DynconvError, match="does not load in onnxruntime"):
         check_loads_in_onnxruntime(_matmul_model(TensorProto.BOOL))  # no MatMul kernel for bool
+
+
+def test_shapes_only_ops_return_zeros_of_the_spec_shape_and_are_recorded():
+    layer = Involution(16, kernel_size=3, group_channels=8, stride=2).eval()
+    x = torch.randn(2, 16, 11, 13)
+    with torch.no_grad():
+        want = layer(x)
+        with recording_calls() as calls, shapes_only():
+            got = layer(x)
+    assert got.shape == want.shape and not got.any() and want.any()
+    assert [c.spec.name for c in calls] == [INVOLUTION.name]
+    assert [tuple(t.shape) for t in calls[0].tensors] == [(2, 16, 11, 13), (2, 18, 6, 7)]
+
+
+def test_torchscript_export_records_the_calls_in_its_own_trace(monkeypatch):
+    """No separate example run: the exporter's trace is the only forward pass (the ops compute nothing)."""
+    model, x = _tiny_involution_net()
+    forwards = []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    proto = export_model(model, (x,), ExportOptions(target="onnx", exporter="torchscript"))
+    assert len(forwards) == 1
+    _assert_reference_matches(proto, model, x)
+
+
+class _GroupsNet(torch.nn.Module):
+    """Involution and DCNv3 layers that differ only in their group counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.involutions = torch.nn.Sequential(Involution(16, kernel_size=3, group_channels=8),
+                                               Involution(16, kernel_size=3, group_channels=4))
+        self.dcns = torch.nn.Sequential(DCNv3(16, group=2), DCNv3(16, group=4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.involutions(x).permute(0, 2, 3, 1)
+        return self.dcns(y)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_one_involution_reference_serves_every_group_count(exporter):
+    torch.manual_seed(0)
+    model, x = _GroupsNet().eval(), torch.randn(1, 16, 10, 12)
+    proto = export_model(model, (x,), ExportOptions(target="onnx", exporter=exporter))
+    shared = {t.name.split("/")[0] for t in proto.graph.initializer if t.name.startswith("dynconv_reference_")}
+    assert len(shared) == 3  # involution reads its groups from the weight's shape: one graph for both
+    _assert_reference_matches(proto, model, x)
+
+
+def _deform_call(size: int, batch: int = 1) -> OpCall:
+    x, weight = torch.randn(batch, 4, size, size), torch.randn(6, 4, 3, 3)
+    out = (size + 2 - 3) // 2 + 1
+    offset, mask = torch.randn(batch, 18, out, out), torch.randn(batch, 9, out, out)
+    attrs = DEFORM_CONV2D.normalize({"stride": 2, "padding": 1, "dilation": 1, "groups": 1, "offset_groups": 1})
+    return OpCall(DEFORM_CONV2D, [x, weight, offset, mask, None], attrs)
+
+
+def test_references_are_traced_on_shrunk_feature_maps():
+    assert small_shapes(_deform_call(224, batch=4)) == [(2, 4, 8, 8), (6, 4, 3, 3), (2, 18, 4, 4), (2, 9, 4, 4), None]
+    assert small_shapes(_deform_call(5)) == [(1, 4, 5, 5), (6, 4, 3, 3), (1, 18, 3, 3), (1, 9, 3, 3), None]
+    big = _involution_call(7)
+    big.tensors = [torch.randn(1, 16, 64, 40), torch.randn(1, 98, 64, 40)]
+    assert small_shapes(big) == [(1, 16, 8, 8), (1, 98, 8, 8)]
+
+
+def test_rename_graph_outputs_rewires_producers_and_keeps_passthroughs():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2]) for n in ("17", "x", "17")]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["17"]), helper.make_node("Neg", ["17"], ["18"])],
+                              "g", [x], outs)
+    model = rename_graph_outputs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                                 ["output_0", "output_1", "output_2"])
+    assert [o.name for o in model.graph.output] == ["output_0", "output_1", "output_2"]
+    assert [n.input[0] for n in model.graph.node] == ["x", "output_0", "x", "output_0"]
+    onnx.checker.check_model(model, full_check=True)
+    got = run_onnxruntime(model, [torch.tensor([-1.0, 2.0]).numpy()])
+    assert [list(g) for g in got] == [[0.0, 2.0], [-1.0, 2.0], [0.0, 2.0]]
+
+
+def test_check_model_rejects_a_weight_with_missing_data():
+    model = _matmul_model(TensorProto.FLOAT)
+    check_model(model)
+    del model.graph.initializer[0].int32_data[:]
+    model.graph.initializer[0].float_data[:] = [1.0] * 9999
+    with pytest.raises(DynconvError, match="holds 9999 elements for dims"):
+        check_model(model)
+
+
+def test_reference_constants_are_folded_and_shared_by_every_instance():
+    x = helper.make_tensor_value_info("in0", TensorProto.FLOAT, [2])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])
+    nodes = [helper.make_node("Constant", [], ["c"], value=helper.make_tensor("", TensorProto.FLOAT, [2], [1, 2])),
+             helper.make_node("Add", ["c", "c"], ["twice"]),
+             helper.make_node("Shape", ["in0"], ["shape"]),
+             helper.make_node("Mul", ["in0", "twice"], ["out"])]
+    reference = _Reference(helper.make_graph(nodes, "ref", [x], [out]), "shared/", 17)
+    assert [n.op_type for n in reference.nodes] == ["Shape", "Mul"]
+    constants = {t.name: onnx.numpy_helper.to_array(t).tolist() for t in reference.shared_constants()}
+    assert constants == {"shared/c": [1.0, 2.0], "shared/twice": [2.0, 4.0]}
+    first, second = (reference.instance(helper.make_node("Op", [i], [o]), p)
+                     for i, o, p in (("a", "b", "one/"), ("b", "c", "two/")))
+    assert list(first[1].input) == ["a", "shared/twice"] and list(first[1].output) == ["b"]
+    assert list(second[1].input) == ["b", "shared/twice"] and list(second[0].output) == ["two/shape"]
+
+
+def test_script_modules_take_the_example_run():
+    """The TorchScript exporter converts a ScriptModule without running it: its calls come from the example run."""
+    model, x = _tiny_involution_net()
+    with torch.no_grad():
+        scripted = torch.jit.trace(model, x)
+    proto = export_model(scripted, (x,), ExportOptions(target="onnx", exporter="torchscript"))
+    _assert_reference_matches(proto, model, x)

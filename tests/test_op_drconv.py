@@ -162,10 +162,11 @@ def test_module_filter_generator_matches_paper_layout():
         assert_close_scaled(filters[:, t, o, c], raw[:, (t * 2 + o) * 3 + c], 1e-5)
 
 
+@pytest.mark.parametrize("out", [(3, 2), (1, 1), (1, 3), (2, 1)])
 @pytest.mark.parametrize("size", [(10, 9), (3, 2), (2, 1), (7, 13)])
-def test_exportable_adaptive_pool_matches_torch(size):
+def test_exportable_adaptive_pool_matches_torch(size, out):
     x = torch.randn(2, 3, *size)
-    assert_close_scaled(adaptive_avg_pool2d(x, (3, 2)), F.adaptive_avg_pool2d(x, (3, 2)), 1e-6)
+    assert_close_scaled(adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(x, out), 1e-6)
 
 
 @pytest.mark.parametrize("tensors, attrs, message", [

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import DynconvError
 from ..registration import call_op, define_op
-from ..sampling import bilinear_sample, split_coordinate
+from ..sampling import as_dtype, bilinear_sample, split_coordinate
 from .spec import DCNV3, num_points
 
 
@@ -47,8 +47,7 @@ def dcnv3_reference(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tenso
     """
     dtype = input.dtype
     compute = torch.promote_types(dtype, torch.float32)
-    n, h, w = input.shape[0], input.shape[1], input.shape[2]
-    ho, wo = offset.shape[1], offset.shape[2]
+    n, ho, wo = offset.shape[0], offset.shape[1], offset.shape[2]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     half_h, half_w = dh * (kh - 1) // 2, dw * (kw - 1) // 2
     p = kh * kw - remove_center
@@ -57,15 +56,15 @@ def dcnv3_reference(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tenso
     # Window centres [Wo, 1, 1] and [Ho, 1, 1, 1] against points [N, Ho, Wo, G, P].
     centre_x = (torch.arange(wo, device=device) * sw + (half_w - pw)).reshape(-1, 1, 1)
     centre_y = (torch.arange(ho, device=device) * sh + (half_h - ph)).reshape(-1, 1, 1, 1)
-    off = offset.to(compute).reshape(n, ho, wo, group, p, 2)
-    batch = ((torch.arange(n, device=device) * group).reshape(-1, 1, 1, 1, 1)
-             + torch.arange(group, device=device).reshape(-1, 1))  # image n*G + g, [N, 1, 1, G, 1]
-    value = (input.to(compute).reshape(n, h, w, group, group_channels).permute(0, 3, 1, 2, 4)
-             .reshape(n * group, h, w, group_channels))
-    out = bilinear_sample(value, batch, split_coordinate(centre_y, (off[..., 1] + tap_y) * offset_scale),
-                              split_coordinate(centre_x, (off[..., 0] + tap_x) * offset_scale),
-                              mask.to(compute).reshape(n, ho, wo, group, p), sum_last=True)  # [N, Ho, Wo, G, Cg]
-    return out.reshape(n, ho, wo, group * group_channels).to(dtype)
+    off = as_dtype(offset, compute).reshape(n, ho, wo, group, p, 2)
+    batch = torch.arange(n, device=device).reshape(-1, 1, 1, 1, 1)  # [N, 1, 1, 1, 1]
+    channel_group = torch.arange(group, device=device).reshape(-1, 1)  # [G, 1]
+    out = bilinear_sample(as_dtype(input, compute), batch,
+                          split_coordinate(centre_y, (off[..., 1] + tap_y) * offset_scale),
+                          split_coordinate(centre_x, (off[..., 0] + tap_x) * offset_scale),
+                          as_dtype(mask, compute).reshape_as(off[..., 0]), sum_last=True, groups=group,
+                          group=channel_group)  # [N, Ho, Wo, G, Cg]
+    return as_dtype(out.flatten(-2), dtype)
 
 
 define_op(DCNV3, dcnv3_reference)

@@ -7,7 +7,7 @@ import torch
 from ..errors import DynconvError
 from ..registration import call_op, define_op
 from ..sampling import is_traced
-from ..taps import pad_nchw, tap_slice, taps, unfold_row
+from ..taps import column_index, pad_nchw, row_taps, tap_slice, taps
 from .spec import DDF
 
 
@@ -15,27 +15,26 @@ def ddf_reference(input: torch.Tensor, channel_filter: torch.Tensor, spatial_fil
                   kernel_size: int, dilation: int, stride: int, combine: str) -> torch.Tensor:
     """``sum_t window_t * F_t`` over the k*k taps, ``F_t`` the combined channel and spatial filter.
 
-    Traced for export, each kernel row's k taps come at once from ``unfold`` (:func:`unfold_row`: the
-    node count grows with k only, the buffer is k times the input); eager runs add one strided slice
-    per tap (no buffer). Zero padding makes out-of-image taps contribute 0 in both modes: for 'add'
-    the term is ``x * (Fs + Fc)`` and x is 0 there.
+    Traced for export, each kernel row's k taps come at once (:func:`row_taps`: one Slice and one
+    Gather; the node count grows with k only, the buffer is k times the input); eager runs add one
+    strided slice per tap (no buffer). Zero padding makes out-of-image taps contribute 0 in both
+    modes: for 'add' the term is ``x * (Fs + Fc)`` and x is 0 there.
     """
     if not is_traced(input):
         return _ddf_by_taps(input, channel_filter, spatial_filter, kernel_size, dilation, stride, combine)
-    n, c = input.shape[0], input.shape[1]
-    ho, wo = spatial_filter.shape[-2], spatial_filter.shape[-1]
     k = kernel_size
     pad = dilation * (k - 1) // 2
     xp = pad_nchw(input, pad, pad)
-    fc = channel_filter.reshape(n, c, k, k, 1)
-    fs = spatial_filter.reshape(n, 1, k, k, ho * wo)
+    fc = channel_filter.unsqueeze(2).unsqueeze(-1)  # [N, C, 1, k(u), k(v), 1]
+    fs = spatial_filter.unflatten(1, (k, k)).transpose(2, 3).unsqueeze(1)  # [N, 1, k(u), Ho, k(v), Wo]
+    columns = column_index(spatial_filter.shape[-1], k, stride, dilation, input.device)
     out = None
     for u in range(k):
-        columns = unfold_row(xp, u, [k, k], [stride, stride], [dilation, dilation])  # [N, C, k, Ho*Wo]
-        taps_u = columns * fc[:, :, u] * fs[:, :, u] if combine == "mul" else columns * (fc[:, :, u] + fs[:, :, u])
-        term = taps_u.sum(2)
+        taps_u = row_taps(xp, u, columns, [k, k], [stride, stride], [dilation, dilation])  # [N, C, Ho, k, Wo]
+        filters = fc[:, :, :, u] * fs[:, :, u] if combine == "mul" else fc[:, :, :, u] + fs[:, :, u]
+        term = (taps_u * filters).sum(-2)
         out = term if out is None else out + term
-    return out.reshape(n, c, ho, wo)
+    return out
 
 
 def _ddf_by_taps(input: torch.Tensor, channel_filter: torch.Tensor, spatial_filter: torch.Tensor,

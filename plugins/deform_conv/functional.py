@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..errors import DynconvError
 from ..registration import call_op, define_op
-from ..sampling import bilinear_sample, split_coordinate
+from ..sampling import as_dtype, bilinear_sample, split_coordinate
 from .spec import DEFORM_CONV2D
 
 
@@ -22,40 +22,40 @@ def deform_conv2d_reference(input: torch.Tensor, weight: torch.Tensor, offset: t
     Tap (u, v) of output pixel (i, j) reads ``y = i*sh - ph + u*dh + dy``, ``x = j*sw - pw + v*dw + dx``
     on the unpadded input, split into the exact integer ``i*sh - ph + u*dh + floor(dy)`` and the
     fraction ``dy - floor(dy)`` (see :mod:`..sampling`), so FP32 accuracy does not degrade on large
-    maps; points with y <= -1 or y >= H read 0 (torchvision's rule). Offset groups are folded into
-    the batch of the sampled images. The samples ``[N, G, Ho*Wo, K*(Cin/G)]`` are contracted with the
+    maps; points with y <= -1 or y >= H read 0 (torchvision's rule). Offset group g reads its
+    channel slice of the NHWC image (no per-group transpose). The samples ``[N, G, Ho*Wo, K*(Cin/G)]`` are contracted with the
     weight as ``[G, K*(Cin/G), Cout/G]`` by a batched MatMul (a Conv would need a static kernel
     shape in the TorchScript exporter). Sizes come from tensor shapes, so exports stay valid for
     dynamic N/H/W. Half inputs are computed in float32.
     """
     dtype = input.dtype
     compute = torch.promote_types(dtype, torch.float32)
-    n, cin, h, w = input.shape
+    n, cin = input.shape[0], input.shape[1]
     cout, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
     ho, wo = offset.shape[2], offset.shape[3]
     (sh, sw), (dh, dw) = stride, dilation
     ph, pw = padding[0], padding[1]
     g, og, k = groups, offset_groups, kh * kw
     device = input.device
-    value = input.to(compute) if og == 1 else input.to(compute).reshape(n * og, cin // og, h, w)
-    off = offset.to(compute).reshape(n, og, k, 2, ho, wo).permute(3, 0, 1, 4, 5, 2)  # (dy, dx) [N, og, Ho, Wo, K]
+    off = as_dtype(offset, compute).reshape(n, og, k, 2, ho, wo).permute(3, 0, 1, 4, 5, 2)  # (dy, dx) [N, og, Ho, Wo, K]
     # Integer part of each tap's position: window origin plus tap, [Ho, 1, K] and [Wo, K]; tap k = u*kw + v.
     tap_y = (torch.arange(kh, device=device) * dh).reshape(kh, 1).expand(kh, kw).reshape(k)
     tap_x = (torch.arange(kw, device=device) * dw).reshape(1, kw).expand(kh, kw).reshape(k)
     whole_y = (torch.arange(ho, device=device) * sh - ph).reshape(-1, 1, 1) + tap_y
     whole_x = (torch.arange(wo, device=device) * sw - pw).reshape(-1, 1) + tap_x
-    batch = ((torch.arange(n, device=device) * og).reshape(-1, 1, 1, 1, 1)
-             + torch.arange(og, device=device).reshape(-1, 1, 1, 1))  # image n*og + g, [N, og, 1, 1, 1]
-    m = None if mask is None else mask.to(compute).reshape(n, og, k, ho, wo).permute(0, 1, 3, 4, 2)
-    sampled = bilinear_sample(value.permute(0, 2, 3, 1), batch, split_coordinate(whole_y, off[0]),
-                              split_coordinate(whole_x, off[1]), m)  # [N, og, Ho, Wo, K, Cin/og]
-    kernel = (weight.to(compute).reshape(g, cout // g, cin // g, k).permute(0, 3, 2, 1)
+    batch = torch.arange(n, device=device).reshape(-1, 1, 1, 1, 1)  # [N, 1, 1, 1, 1]
+    channel_group = torch.arange(og, device=device).reshape(-1, 1, 1, 1) if og > 1 else None  # [og, 1, 1, 1]
+    m = None if mask is None else as_dtype(mask, compute).reshape(n, og, k, ho, wo).permute(0, 1, 3, 4, 2)
+    sampled = bilinear_sample(as_dtype(input, compute).permute(0, 2, 3, 1), batch, split_coordinate(whole_y, off[0]),
+                              split_coordinate(whole_x, off[1]), m, groups=og,
+                              group=channel_group)  # [N, og, Ho, Wo, K, Cin/og]
+    kernel = (as_dtype(weight, compute).reshape(g, cout // g, cin // g, k).permute(0, 3, 2, 1)
               .reshape(g, k * (cin // g), cout // g))  # [G, (K, Cin/G), Cout/G]
     out = torch.matmul(_group_columns(sampled, n, og, g, cin, ho * wo, k), kernel)  # [N, G, Ho*Wo, Cout/G]
     out = out.transpose(2, 3).reshape(n, cout, ho, wo)
     if bias is not None:
-        out = out + bias.to(compute).reshape(-1, 1, 1)
-    return out.to(dtype)
+        out = out + as_dtype(bias, compute).reshape(-1, 1, 1)
+    return as_dtype(out, dtype)
 
 
 def _group_columns(sampled: torch.Tensor, n: int, og: int, g: int, cin: int, pixels: int, k: int) -> torch.Tensor:

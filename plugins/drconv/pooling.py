@@ -26,10 +26,17 @@ def pooling_matrix(size: Any, bins: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def adaptive_avg_pool2d(x: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
-    """Same values as ``F.adaptive_avg_pool2d(x, output_size)`` for ``[N, C, H, W]`` input (up to rounding)."""
-    rows = pooling_matrix(x.shape[-2], output_size[0], x)
-    cols = pooling_matrix(x.shape[-1], output_size[1], x)
-    return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
+    """Same values as ``F.adaptive_avg_pool2d(x, output_size)`` for ``[N, C, H, W]`` input (up to rounding).
+
+    An axis pooled to size 1 is a plain mean (one ReduceMean node, e.g. 1x1 DRConv's filter generator).
+    """
+    if output_size[0] == 1:
+        x = x.mean(-2, keepdim=True)
+    else:
+        x = torch.matmul(pooling_matrix(x.shape[-2], output_size[0], x), x)
+    if output_size[1] == 1:
+        return x.mean(-1, keepdim=True)
+    return torch.matmul(x, pooling_matrix(x.shape[-1], output_size[1], x).transpose(0, 1))
 
 
 class AdaptiveAvgPool2d(nn.Module):

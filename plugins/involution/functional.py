@@ -8,7 +8,7 @@ import torch
 
 from ..registration import call_op, define_op
 from ..sampling import is_traced
-from ..taps import pad_nchw, tap_slice, taps, unfold_row
+from ..taps import column_index, pad_nchw, row_taps, tap_slice, taps
 from .spec import INVOLUTION
 
 
@@ -17,22 +17,23 @@ def involution_reference(input: torch.Tensor, weight: torch.Tensor, kernel_size:
                          groups: int) -> torch.Tensor:
     """``sum_t window_t * kernel_t`` over the kh*kw taps of each group's per-pixel kernel.
 
-    Traced for export, each kernel row's kw taps come at once from ``unfold`` (:func:`unfold_row`), so
-    the node count grows with kh only and the buffer is kw times the input; eager runs add one
-    strided slice per tap (no buffer).
+    Traced for export, each kernel row's kw taps come at once (:func:`row_taps`: one Slice and one
+    Gather), so the node count grows with kh only and the buffer is kw times the input; eager runs
+    add one strided slice per tap (no buffer).
     """
     if not is_traced(input):
         return _involution_by_taps(input, weight, kernel_size, stride, padding, dilation, groups)
     n, c = input.shape[0], input.shape[1]
     ho, wo = weight.shape[-2], weight.shape[-1]
     kh, kw = kernel_size
-    xp = pad_nchw(input, padding[0], padding[1])
-    kernels = weight.reshape(n, groups, 1, kh, kw, ho * wo)
+    groups = weight.shape[1] // (kh * kw)  # from the shape: one exported graph for every group count
+    xp = pad_nchw(input, padding[0], padding[1]).unflatten(1, (groups, -1))  # [N, G, C/G, Hp, Wp]
+    kernels = weight.unflatten(1, (groups, 1, kh, kw)).transpose(4, 5)  # [N, G, 1, kh, Ho, kw, Wo]
+    columns = column_index(wo, kw, stride[1], dilation[1], input.device)
     out = None
     for u in range(kh):
-        columns = unfold_row(xp, u, kernel_size, stride, dilation).reshape(n, groups, c // groups, kw, ho * wo)
-        term = (columns * kernels[:, :, :, u]).sum(3)
-        out = term if out is None else out + term
+        term = (row_taps(xp, u, columns, kernel_size, stride, dilation) * kernels[:, :, :, u]).sum(-2)
+        out = term if out is None else out + term  # [N, G, C/G, Ho, Wo]
     return out.reshape(n, c, ho, wo)
 
 

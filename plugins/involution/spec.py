@@ -54,4 +54,5 @@ INVOLUTION = OpSpec(
     ),
     output_shape=_output_shape,
     check_shapes=_check_shapes,
+    shape_derived=("groups",),  # weight.shape[1] // (kh*kw)
 )
