@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 
 from ..plugins.errors import DynconvError
 from ..plugins.registration import calls_observed, reference_of
@@ -47,7 +48,8 @@ def recording_calls() -> Iterator[list[OpCall]]:
     calls: list[OpCall] = []
 
     def record(spec: OpSpec, tensors: list, attrs: dict[str, Any]) -> None:
-        calls.append(OpCall(spec, [None if t is None else t.detach() for t in tensors], attrs))
+        if not any(isinstance(t, FakeTensor) for t in tensors):  # symbolic-shape runs are not calls
+            calls.append(OpCall(spec, [None if t is None else t.detach() for t in tensors], attrs))
 
     with calls_observed(record):
         yield calls

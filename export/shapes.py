@@ -97,6 +97,13 @@ def _fully_static(value: onnx.ValueInfoProto) -> bool:
     return value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in shape.dim)
 
 
+def _trusted(value: onnx.ValueInfoProto, static_inputs: bool) -> bool:
+    dims = value.type.tensor_type.shape.dim
+    if not _fully_typed(value) or any(_placeholder(d.dim_param) for d in dims):
+        return False
+    return static_inputs or any(d.dim_param for d in dims)
+
+
 def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
@@ -200,10 +207,11 @@ def infer_shapes_with_custom_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     """ONNX shape inference plus spec-driven shapes for every custom node (in place; returns ``model``)."""
     graph = model.graph
     custom_outputs = {o for n in graph.node if n.domain == DOMAIN for o in n.output}
-    # With every input size fixed, an exporter's static shape for a custom output is the one the
-    # spec gives (its fake kernel made it); keeping it saves an inference round per chained node.
+    # An exporter's shape for a custom output came from the spec (its fake kernel); where every dim
+    # is a number (all inputs fixed) or a real expression (no placeholder), keeping it saves an
+    # inference round per chained custom node.
     static = all(_fully_static(v) for v in graph.input)
-    kept = [v for v in graph.value_info if v.name not in custom_outputs or (static and _fully_static(v))]
+    kept = [v for v in graph.value_info if v.name not in custom_outputs or _trusted(v, static)]
     del graph.value_info[:]
     graph.value_info.extend(kept)
     _forget_placeholders([*graph.value_info, *graph.output])

@@ -12,13 +12,13 @@ import contextlib
 import io
 import logging
 import warnings
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import onnx
 import torch
 from torch.export import Dim
 
-from ..plugins.registration import reference_of, split_args
+from ..plugins.registration import calls_observed, reference_of, shapes_of, split_args
 from ..plugins.registry import all_specs, get_spec
 from ..plugins.spec import DOMAIN, OpSpec
 from .custom_nodes import dynamo_trt_table, register_torchscript_symbolics, unregister_torchscript_symbolics
@@ -117,14 +117,26 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
     proto = onnx.load_model_from_string(buffer.getvalue())
     if dynamic_axes:
         with stage("output dim names"):
-            _name_output_dims(proto, symbolic_output_dims(model, args, dynamic_axes, input_names))
+            dims = symbolic_output_dims(model, args, dynamic_axes, input_names)
+        if dims is not None:
+            _name_output_dims(proto, dims.outputs)
+            _name_custom_node_dims(proto, dims.core_ops)
     return proto
 
 
+class SymbolicDims(NamedTuple):
+    """Sizes as expressions of the named dynamic input dims: the model's outputs, and the output of
+    each core-op call in execution order (``(op name, sizes)``)."""
+
+    outputs: list[list[int | str]]
+    core_ops: list[tuple[str, list[int | str]]]
+
+
 def symbolic_output_dims(model: torch.nn.Module, args: Sequence[torch.Tensor], dynamic_axes: dict[str, dict[int, str]],
-                         input_names: list[str]) -> list[list[int | str]] | None:
-    """Each output's sizes as expressions of the named dynamic input dims, as the dynamo exporter
-    writes them (e.g. ``(((height - 1)//2)) + 1``); None when the model cannot run on symbolic shapes.
+                         input_names: list[str]) -> SymbolicDims | None:
+    """Each output's sizes, and each core-op call's output sizes, as expressions of the named dynamic
+    input dims, as the dynamo exporter writes them (e.g. ``(((height - 1)//2)) + 1``); None when the
+    model cannot run on symbolic shapes.
 
     The model runs once on fake tensors whose dynamic dims are symbols (no tracing, no kernels).
     """
@@ -141,6 +153,9 @@ def symbolic_output_dims(model: torch.nn.Module, args: Sequence[torch.Tensor], d
             if not axes:
                 fakes.append(mode.from_tensor(arg) if isinstance(arg, torch.Tensor) else arg)
                 continue
+            for axis in axes:  # a size-1 dim would be specialised to the constant 1
+                if arg.shape[axis] == 1:
+                    arg = torch.cat([arg, arg], dim=axis)
             sizes = [DimDynamic.DYNAMIC if d in axes else DimDynamic.STATIC for d in range(arg.dim())]
             fake = mode.from_tensor(arg, symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes))
             for axis, label in axes.items():
@@ -148,13 +163,42 @@ def symbolic_output_dims(model: torch.nn.Module, args: Sequence[torch.Tensor], d
                 if isinstance(size, torch.SymInt) and isinstance(size.node.expr, sympy.Symbol):
                     names.setdefault(size.node.expr, sympy.Symbol(label, integer=True, positive=True))
             fakes.append(fake)
-        with mode, torch.no_grad():
+        calls: list[tuple[str, list]] = []
+
+        def record(spec: Any, tensors: list, attrs: dict[str, Any]) -> None:
+            calls.append((spec.name, spec.infer_shapes(shapes_of(tensors), attrs)[0]))
+
+        with mode, torch.no_grad(), calls_observed(record):
             out = model(*fakes)
     except Exception as exc:  # data-dependent code: keep the exporter's names
         log.debug("no symbolic output shapes: %s: %s", type(exc).__name__, exc)
         return None
+
+    def named(sizes: Sequence[Any]) -> list[int | str]:
+        return [int(d) if not isinstance(d, torch.SymInt) else str(d.node.expr.xreplace(names)) for d in sizes]
+
     outs = [out] if isinstance(out, torch.Tensor) else list(out)
-    return [[int(d) if isinstance(d, int) else str(d.node.expr.xreplace(names)) for d in o.shape] for o in outs]
+    return SymbolicDims([named(o.shape) for o in outs], [(name, named(sizes)) for name, sizes in calls])
+
+
+def _name_custom_node_dims(proto: onnx.ModelProto, dims: list[tuple[str, list[int | str]]]) -> None:
+    """Type each custom node's output with its call's symbolic sizes (nodes and calls in the same
+    order), so shape inference needs no round per chained custom node."""
+    nodes = [n for n in proto.graph.node if n.domain == DOMAIN]
+    if len(nodes) != len(dims) or any(n.op_type != name for n, (name, _) in zip(nodes, dims)):
+        return
+    infos = {v.name: v for v in proto.graph.value_info}
+    for node, (_, sizes) in zip(nodes, dims):
+        info = infos.get(node.output[0])
+        if info is None or len(info.type.tensor_type.shape.dim) != len(sizes) or any(
+                isinstance(size, int) and dim.dim_param for dim, size in zip(info.type.tensor_type.shape.dim, sizes)):
+            continue  # a size the symbolic run fixed but the exporter kept dynamic: leave it to inference
+        for dim, size in zip(info.type.tensor_type.shape.dim, sizes):
+            dim.Clear()
+            if isinstance(size, int):
+                dim.dim_value = size
+            else:
+                dim.dim_param = size
 
 
 def _name_output_dims(proto: onnx.ModelProto, dims: list[list[int | str]] | None) -> None:

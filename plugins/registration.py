@@ -63,6 +63,8 @@ def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
     def fake(*args: Any) -> torch.Tensor:
         tensors, attrs = split_args(spec, args)
         attrs = spec.normalize(attrs)
+        for observer in _OBSERVERS:
+            observer(spec, tensors, attrs)
         shape = spec.infer_shapes(shapes_of(tensors), attrs)[0]
         return tensors[0].new_empty(shape)
 
@@ -91,9 +93,9 @@ def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
 
 @contextlib.contextmanager
 def calls_observed(observer: CallObserver) -> Iterator[None]:
-    """Within the block, every eager call of a core op (functional API or ``torch.ops.dynconv``,
-    TorchScript tracing included) reports ``observer(spec, tensors, normalised attrs)`` after its
-    inputs passed validation."""
+    """Within the block, every call of a core op (functional API or ``torch.ops.dynconv``, TorchScript
+    tracing included) reports ``observer(spec, tensors, normalised attrs)``: eager calls after their
+    inputs passed validation, fake-tensor calls (symbolic shapes) as they are traced."""
     _OBSERVERS.append(observer)
     try:
         yield

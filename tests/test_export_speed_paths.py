@@ -243,3 +243,22 @@ def test_script_modules_take_the_example_run():
         scripted = torch.jit.trace(model, x)
     proto = export_model(scripted, (x,), ExportOptions(target="onnx", exporter="torchscript"))
     _assert_reference_matches(proto, model, x)
+
+
+def test_torchscript_dynamic_export_types_custom_nodes_in_one_inference_round(monkeypatch):
+    """The symbolic run that names the output dims also types every custom node's output, so the
+    spec-driven shape inference does not need a round per chained custom node."""
+    model = torch.nn.Sequential(*[Involution(16, kernel_size=3, group_channels=8, stride=s) for s in (1, 2, 1, 2)])
+    x = torch.randn(1, 16, 20, 24)
+    rounds = []
+    infer = onnx.shape_inference.infer_shapes
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", lambda *a, **k: rounds.append(1) or infer(*a, **k))
+    proto = export_model(model.eval(), (x,), ExportOptions(target="trt", exporter="torchscript",
+                                                           dynamic=("batch", "height", "width")))
+    typed = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in proto.graph.value_info}
+    custom = [n.output[0] for n in proto.graph.node if n.domain == "dynconv"]
+    assert len(custom) == 4 and len(rounds) <= 2
+    typed.update({v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in proto.graph.output})
+    for name in custom:
+        assert typed[name][:2] == ["batch", 16] and "height" in typed[name][2] and "width" in typed[name][3]
+    assert typed[custom[2]] == typed[custom[1]] != typed[custom[3]]
