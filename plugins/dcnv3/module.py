@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DynconvError
+from ..sampling import as_dtype
 from .functional import dcnv3, dcnv4
 
 
@@ -96,7 +97,7 @@ class DCNv3(nn.Module):
         offset = self.offset(query)
         n, h, w = query.shape[:3]
         mask = self.mask(query).reshape(n, h, w, self.group, self.points).softmax(-1)
-        mask = mask.reshape(n, h, w, self.group * self.points).to(value.dtype)
+        mask = as_dtype(mask.reshape(n, h, w, self.group * self.points), value.dtype)
         y = dcnv3(value, offset, mask, self.kernel_size, self.stride, self.pad, self.dilation, self.group,
                   self.group_channels, self.offset_scale, self.remove_center)
         if self.center_feature_scale:
