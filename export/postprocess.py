@@ -10,7 +10,7 @@ import onnx
 from ..plugins.errors import DynconvError
 from ..plugins.registry import get_spec
 from ..plugins.spec import DOMAIN
-from .shapes import without_weights
+from .shapes import element_count, without_weights
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +174,8 @@ def check_weights(model: onnx.ModelProto) -> None:
                                "name or no element type")
         if init.data_location == onnx.TensorProto.EXTERNAL:
             continue
-        numel = 1
-        for d in init.dims:
-            numel *= d
         stored = _stored_elements(init)
-        if stored is not None and stored != numel:
+        if stored is not None and stored != element_count(init):
             raise DynconvError(f"exported graph is invalid (nothing written): initializer {init.name!r} holds "
                                f"{stored} elements for dims {list(init.dims)}")
 

@@ -20,7 +20,6 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import torch
-from torch._subclasses.fake_tensor import FakeTensor
 
 from ..plugins.errors import DynconvError
 from ..plugins.registration import calls_observed, reference_of
@@ -48,8 +47,7 @@ def recording_calls() -> Iterator[list[OpCall]]:
     calls: list[OpCall] = []
 
     def record(spec: OpSpec, tensors: list, attrs: dict[str, Any]) -> None:
-        if not any(isinstance(t, FakeTensor) for t in tensors):  # symbolic-shape runs are not calls
-            calls.append(OpCall(spec, [None if t is None else t.detach() for t in tensors], attrs))
+        calls.append(OpCall(spec, [None if t is None else t.detach() for t in tensors], attrs))
 
     with calls_observed(record):
         yield calls
@@ -172,9 +170,9 @@ class _Reference:
         for node in graph.node:
             value = node.attribute[0].t if len(node.attribute) == 1 and node.attribute[0].name == "value" else None
             if node.op_type == "Constant" and value is not None and node.output[0] != "out":
-                self.constants[node.output[0]] = onnx.TensorProto()
-                self.constants[node.output[0]].CopyFrom(value)
-                self.constants[node.output[0]].name = node.output[0]
+                constant = self.constants[node.output[0]] = onnx.TensorProto()
+                constant.CopyFrom(value)
+                constant.name = node.output[0]
             else:
                 self.nodes.append(node)
         self._fold_constants(opset)

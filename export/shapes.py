@@ -175,7 +175,7 @@ def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
             _set_field(light.graph, field, value)
     inputs = {v.name for v in graph.input}
     for init in graph.initializer:
-        if _numel(init) <= _SHAPE_ONLY_ELEMENTS:
+        if element_count(init) <= _SHAPE_ONLY_ELEMENTS:
             light.graph.initializer.append(init)
         elif init.name not in inputs:
             light.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
@@ -196,7 +196,8 @@ def _set_field(message: Any, field: Any, value: Any) -> None:
         setattr(message, field.name, value)
 
 
-def _numel(tensor: onnx.TensorProto) -> int:
+def element_count(tensor: onnx.TensorProto) -> int:
+    """The number of elements ``tensor``'s dims say it holds."""
     numel = 1
     for d in tensor.dims:
         numel *= d

@@ -168,7 +168,7 @@ def symbolic_output_dims(model: torch.nn.Module, args: Sequence[torch.Tensor], d
         def record(spec: Any, tensors: list, attrs: dict[str, Any]) -> None:
             calls.append((spec.name, spec.infer_shapes(shapes_of(tensors), attrs)[0]))
 
-        with mode, torch.no_grad(), calls_observed(record):
+        with mode, torch.no_grad(), calls_observed(record, fake_calls=True):
             out = model(*fakes)
     except Exception as exc:  # data-dependent code: keep the exporter's names
         log.debug("no symbolic output shapes: %s: %s", type(exc).__name__, exc)

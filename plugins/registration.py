@@ -21,7 +21,7 @@ Reference = Callable[..., torch.Tensor]
 _LIBRARY = torch.library.Library(DOMAIN, "FRAGMENT")
 _REFERENCES: dict[str, Reference] = {}
 CallObserver = Callable[["OpSpec", list, dict], None]
-_OBSERVERS: list[CallObserver] = []
+_OBSERVERS: list[tuple[CallObserver, bool]] = []  # (observer, also fake-tensor calls)
 _SHAPES_ONLY = [False]
 
 
@@ -54,7 +54,7 @@ def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
         attrs = spec.normalize(attrs)
         shapes = shapes_of(tensors)
         spec.validate(shapes, attrs)
-        for observer in _OBSERVERS:
+        for observer, _ in _OBSERVERS:
             observer(spec, tensors, attrs)
         if _SHAPES_ONLY[0]:
             return tensors[0].new_zeros(spec.infer_shapes(shapes, attrs)[0])
@@ -63,8 +63,9 @@ def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
     def fake(*args: Any) -> torch.Tensor:
         tensors, attrs = split_args(spec, args)
         attrs = spec.normalize(attrs)
-        for observer in _OBSERVERS:
-            observer(spec, tensors, attrs)
+        for observer, fake_calls in _OBSERVERS:
+            if fake_calls:
+                observer(spec, tensors, attrs)
         shape = spec.infer_shapes(shapes_of(tensors), attrs)[0]
         return tensors[0].new_empty(shape)
 
@@ -92,15 +93,16 @@ def define_op(spec: OpSpec, reference: Reference) -> OpSpec:
 
 
 @contextlib.contextmanager
-def calls_observed(observer: CallObserver) -> Iterator[None]:
-    """Within the block, every call of a core op (functional API or ``torch.ops.dynconv``, TorchScript
-    tracing included) reports ``observer(spec, tensors, normalised attrs)``: eager calls after their
-    inputs passed validation, fake-tensor calls (symbolic shapes) as they are traced."""
-    _OBSERVERS.append(observer)
+def calls_observed(observer: CallObserver, fake_calls: bool = False) -> Iterator[None]:
+    """Within the block, every eager call of a core op (functional API or ``torch.ops.dynconv``,
+    TorchScript tracing included) reports ``observer(spec, tensors, normalised attrs)`` after its
+    inputs passed validation; with ``fake_calls`` so do calls on fake tensors (symbolic shapes)."""
+    entry = (observer, fake_calls)
+    _OBSERVERS.append(entry)
     try:
         yield
     finally:
-        _OBSERVERS.remove(observer)
+        _OBSERVERS.remove(entry)
 
 
 @contextlib.contextmanager

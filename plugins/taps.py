@@ -24,10 +24,15 @@ def pad_nchw(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
 def tap_slice(xp: torch.Tensor, u: int, v: int, kernel: Sequence[int], stride: Sequence[int],
               dilation: Sequence[int]) -> torch.Tensor:
     """The strided view of padded ``xp`` read by tap (u, v); its size is the conv output size."""
-    kh, kw = kernel
-    end_h = -(kh - 1 - u) * dilation[0] or None
-    end_w = -(kw - 1 - v) * dilation[1] or None
-    return xp[..., u * dilation[0]:end_h:stride[0], v * dilation[1]:end_w:stride[1]]
+    end_w = -(kernel[1] - 1 - v) * dilation[1] or None
+    return _row_windows(xp, u, kernel, stride, dilation)[..., v * dilation[1]:end_w:stride[1]]
+
+
+def _row_windows(xp: torch.Tensor, u: int, kernel: Sequence[int], stride: Sequence[int],
+                 dilation: Sequence[int]) -> torch.Tensor:
+    """``[..., Ho, Wp]``: the padded rows kernel row ``u`` reads, one per output row."""
+    end_h = -(kernel[0] - 1 - u) * dilation[0] or None
+    return xp[..., u * dilation[0]:end_h:stride[0], :]
 
 
 def taps(kernel: Sequence[int]) -> Iterator[tuple[int, int, int]]:
@@ -54,7 +59,4 @@ def row_taps(xp: torch.Tensor, u: int, columns: torch.Tensor, kernel: Sequence[i
     (:func:`column_index`) all kw columns of each: a fixed handful of ONNX nodes per kernel row
     and a kw-times (not kh*kw-times) copy of the input at a time.
     """
-    kh = kernel[0]
-    end_h = -(kh - 1 - u) * dilation[0] or None
-    rows = xp[..., u * dilation[0]:end_h:stride[0], :]  # [..., Ho, Wp]
-    return rows[..., columns]
+    return _row_windows(xp, u, kernel, stride, dilation)[..., columns]
