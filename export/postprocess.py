@@ -25,7 +25,7 @@ def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in reversed(nodes):
         if any(name in needed for name in node.output):
             live.append(node)
-            needed.update(_node_inputs(node))
+            needed.update(node_inputs(node))
     live.reverse()
     produced = {name for node in live for name in node.output}
     initializers = [t for t in graph.initializer if t.name in needed]
@@ -42,13 +42,13 @@ def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _node_inputs(node: onnx.NodeProto) -> set[str]:
+def node_inputs(node: onnx.NodeProto) -> set[str]:
     """The names ``node`` reads: its inputs and the outer-scope names its subgraphs use."""
     names = {name for name in node.input if name}
     for attr in node.attribute:
         for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
             for inner in sub.node:
-                names |= _node_inputs(inner)
+                names |= node_inputs(inner)
     return names
 
 
@@ -70,7 +70,7 @@ def _toposorted(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.N
                 continue
             entered[index] = True
             stack.append((index, True))
-            for name in _node_inputs(nodes[index]):
+            for name in node_inputs(nodes[index]):
                 dep = producer.get(name)
                 if dep is not None and not done[dep] and name not in available:
                     stack.append((dep, False))

@@ -4,7 +4,7 @@ Used by both exporters for the "onnx" target: the model is exported with custom 
 op call's shapes and attributes are recorded (in the TorchScript exporter's own trace, or in an
 example run with the ops computing nothing), and every custom node is swapped for the
 TorchScript-exporter ONNX export of its reference decomposition. One export serves each distinct
-op configuration: traced on a shrunk feature map (all dims dynamic), its constants folded and
+op configuration: traced on a shrunk feature map (batch and map sides dynamic), its constants folded and
 shared by every instance as initializers. So there is one decomposition per op for both exporters.
 """
 
@@ -24,6 +24,7 @@ import torch
 from ..plugins.errors import DynconvError
 from ..plugins.registration import calls_observed, reference_of
 from ..plugins.spec import DOMAIN, OpSpec, TensorSpec
+from .postprocess import node_inputs
 from .progress import stage
 
 
@@ -139,13 +140,56 @@ def small_shapes(call: OpCall) -> list[tuple[int, ...] | None]:
     return shapes
 
 
-def _export_reference(call: OpCall, opset: int) -> onnx.GraphProto:
+_MAP_DIMS = frozenset({"N", "H", "W", "Ho", "Wo"})  # the dims a model's dynamic axes can move
+
+
+def _present(call: OpCall) -> list[tuple[TensorSpec, torch.Tensor]]:
+    return [(spec, t) for spec, t in zip(call.spec.inputs, call.tensors) if t is not None]
+
+
+def _config_key(call: OpCall) -> str:
+    """Op, attributes (but the ``shape_derived`` ones), present inputs, their ranks and dtypes."""
+    attrs = {k: v for k, v in call.attrs.items() if k not in call.spec.shape_derived}
+    return repr((call.spec.name, attrs, [None if t is None else (t.dim(), str(t.dtype)) for t in call.tensors]))
+
+
+def reference_keys(calls: Sequence[OpCall]) -> list[tuple[str, list[list[int]]]]:
+    """Per call, the key of the exported reference graph it shares and the dims that graph keeps
+    dynamic (per present input).
+
+    Batch and map sides are always dynamic. Any other dim (channels, kernel taps) is static where
+    all calls of the configuration (:func:`_config_key`) have the same size in it, so the size
+    arithmetic on it folds away (fewer nodes per instance) at no extra export: e.g. DCNv3's
+    channel counts, fixed by its attributes, or a 3x3 kernel shared by convolutions of different
+    widths. Ops with ``shape_derived`` attributes keep every dim dynamic (those attributes live in
+    such dims)."""
+    sizes: dict[str, list[list[set[int]]]] = {}
+    for call in calls:
+        seen = sizes.setdefault(_config_key(call), [[set() for _ in t.shape] for _, t in _present(call)])
+        for dims, (_, tensor) in zip(seen, _present(call)):
+            for values, size in zip(dims, tensor.shape):
+                values.add(int(size))
+    keys = []
+    for call in calls:
+        config = _config_key(call)
+        dynamic = [[d for d, label in enumerate(dim_labels(spec)) if call.spec.shape_derived
+                    or label in _MAP_DIMS or len(sizes[config][i][d]) > 1]
+                   for i, (spec, _) in enumerate(_present(call))]
+        fixed = [[int(size) for d, size in enumerate(t.shape) if d not in dims]
+                 for dims, (_, t) in zip(dynamic, _present(call))]
+        keys.append((config + repr(fixed), dynamic))
+    return keys
+
+
+def _export_reference(call: OpCall, opset: int, dynamic: list[list[int]] | None = None) -> onnx.GraphProto:
     """The reference decomposition of ``call``'s op as a graph with inputs ``in<i>`` and output
-    ``out``, every dim dynamic; traced on small inputs of the call's dtypes (:func:`small_shapes`)."""
+    ``out``; the ``dynamic`` dims per input (:func:`reference_keys`; default all) are dynamic, the
+    rest keep the call's sizes. Traced on small inputs of the call's dtypes (:func:`small_shapes`)."""
     inputs = [torch.zeros(shape, dtype=t.dtype) for t, shape in zip(call.tensors, small_shapes(call))
               if t is not None]
     names = [f"in{i}" for i in range(len(inputs))]
-    axes = {n: {d: f"{n}_d{d}" for d in range(t.dim())} for n, t in zip(names, inputs)}
+    dynamic = [list(range(t.dim())) for t in inputs] if dynamic is None else dynamic
+    axes = {n: {d: f"{n}_d{d}" for d in dims} for n, dims in zip(names, dynamic)}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,9 +198,11 @@ def _export_reference(call: OpCall, opset: int) -> onnx.GraphProto:
     return onnx.load_model_from_string(buffer.getvalue()).graph
 
 
-_NOT_FOLDED = frozenset({"Shape", "Size", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-                         "Multinomial", "Bernoulli"})
+_RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                     "Bernoulli"})  # never folded nor merged: each node draws its own values
 _SUBGRAPH = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_TYPE_KEEPING = frozenset({"Gather", "Slice", "Reshape", "Unsqueeze", "Squeeze", "Concat", "Transpose", "Identity",
+                           "Add", "Sub", "Mul", "Div", "Min", "Max", "Neg", "Abs", "Expand", "Tile"})
 
 
 class _Reference:
@@ -175,7 +221,89 @@ class _Reference:
                 constant.name = node.output[0]
             else:
                 self.nodes.append(node)
+        self._fold_static_sizes(graph)
+        if not any(a.type in _SUBGRAPH for node in self.nodes for a in node.attribute):  # renames stay local
+            self._drop_noop_casts(graph)
+            self._merge_repeated_nodes()
         self._fold_constants(opset)
+        self._drop_dead_nodes()
+
+    def _merge_repeated_nodes(self) -> None:
+        """One node for each repeated computation (the exporter emits ``Shape(x)`` per size read),
+        after one constant for each repeated value (e.g. an ``Unsqueeze`` axes tensor per call)."""
+        alias: dict[str, str] = {}
+        by_value: dict[tuple, str] = {}
+        for name, value in self.constants.items():
+            array = onnx.numpy_helper.to_array(value)
+            first = by_value.setdefault((array.dtype.str, array.shape, array.tobytes()), name)
+            if first != name:
+                alias[name] = first
+        seen: dict[tuple, onnx.NodeProto] = {}
+        kept = []
+        for node in self.nodes:
+            node.input[:] = [alias.get(name, name) for name in node.input]
+            key = (node.domain, node.op_type, tuple(node.input),
+                   tuple(a.SerializeToString(deterministic=True) for a in node.attribute))
+            first = seen.get(key) if node.op_type not in _RANDOM else None
+            if first is not None and len(first.output) == len(node.output) and "out" not in node.output:
+                alias.update(zip(node.output, first.output))
+                continue
+            seen.setdefault(key, node)
+            kept.append(node)
+        self.nodes = kept
+
+    def _drop_noop_casts(self, graph: onnx.GraphProto) -> None:
+        """``Cast`` to the type its input already has (the exporter casts every traced size to int64)."""
+        types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info]}
+        types.update({name: value.data_type for name, value in self.constants.items()})
+        alias: dict[str, str] = {}
+        kept = []
+        for node in self.nodes:
+            node.input[:] = [alias.get(name, name) for name in node.input]
+            if node.op_type == "Shape":
+                types[node.output[0]] = onnx.TensorProto.INT64
+            elif node.op_type in _TYPE_KEEPING and node.input[0] in types:
+                types.setdefault(node.output[0], types[node.input[0]])
+            to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+            if to is not None and types.get(node.input[0]) == to and node.output[0] != "out":
+                alias[node.output[0]] = node.input[0]
+                continue
+            kept.append(node)
+        self.nodes = kept
+
+    def _fold_static_sizes(self, graph: onnx.GraphProto) -> None:
+        """``Gather(Shape(x), i)`` becomes a constant where dim i of x is static (the exporter keeps
+        such size arithmetic, e.g. ``x.shape[1] // groups``, even for a constant channel count)."""
+        sizes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                 for v in [*graph.input, *graph.value_info] if v.type.tensor_type.HasField("shape")}
+        shapes: dict[str, list[int | None]] = {}
+        kept = []
+        for node in self.nodes:
+            if node.op_type == "Shape" and node.input[0] in sizes:
+                attrs = {a.name: a.i for a in node.attribute}
+                dims = sizes[node.input[0]]
+                shapes[node.output[0]] = dims[attrs.get("start", 0):attrs.get("end", len(dims))]
+            elif node.op_type == "Gather" and node.input[0] in shapes and node.input[1] in self.constants:
+                index = onnx.numpy_helper.to_array(self.constants[node.input[1]])
+                dims = shapes[node.input[0]]
+                picked = [dims[i] for i in index.reshape(-1)] if not any(a.i for a in node.attribute) else [None]
+                if all(d is not None for d in picked) and node.output[0] != "out":
+                    value = np.asarray(picked, dtype=np.int64).reshape(index.shape)
+                    self.constants[node.output[0]] = onnx.numpy_helper.from_array(value, node.output[0])
+                    continue
+            kept.append(node)
+        self.nodes = kept
+
+    def _drop_dead_nodes(self) -> None:
+        """Nodes whose outputs nothing reads (a ``Shape`` left without readers by the folding)."""
+        needed = {"out"}
+        live = []
+        for node in reversed(self.nodes):
+            if any(name in needed for name in node.output):
+                live.append(node)
+                needed.update(node_inputs(node))
+        self.nodes = live[::-1]
+        self.constants = {name: value for name, value in self.constants.items() if name in needed}
 
     def _fold_constants(self, opset: int) -> None:
         """Evaluate the nodes that read constants only (the exporter leaves e.g. ``F.pad``'s pads
@@ -184,7 +312,7 @@ class _Reference:
         foldable = []
         for node in self.nodes:
             inputs = [name for name in node.input if name]
-            if (inputs and node.op_type not in _NOT_FOLDED and all(name in known for name in inputs)
+            if (inputs and node.op_type not in _RANDOM and all(name in known for name in inputs)
                     and "out" not in node.output and not any(a.type in _SUBGRAPH for a in node.attribute)):
                 foldable.append(node)
                 known.update(node.output)
@@ -250,17 +378,16 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
     new_nodes: list[onnx.NodeProto] = []
     cache: dict[str, _Reference] = {}
     index = iter(range(len(nodes)))
-    call_iter = iter(calls)
+    call_iter = iter(zip(calls, reference_keys(calls)))
     for node in graph.node:
         if node.domain != DOMAIN or node.op_type in keep:
             new_nodes.append(node)
             continue
-        call = next(call_iter)
-        attrs = {k: v for k, v in call.attrs.items() if k not in call.spec.shape_derived}
-        key = repr((call.spec.name, attrs, [None if t is None else (t.dim(), str(t.dtype)) for t in call.tensors]))
+        call, (key, dynamic) = next(call_iter)
         if key not in cache:
             with stage(f"reference graph of {call.spec.name}"):
-                cache[key] = _Reference(_export_reference(call, opset), f"dynconv_reference_{len(cache)}/", opset)
+                cache[key] = _Reference(_export_reference(call, opset, dynamic), f"dynconv_reference_{len(cache)}/",
+                                        opset)
             graph.initializer.extend(cache[key].shared_constants())
         new_nodes.extend(cache[key].instance(node, f"{node.name or node.op_type}_{next(index)}/"))
     del graph.node[:]

@@ -99,7 +99,7 @@ def _fully_static(value: onnx.ValueInfoProto) -> bool:
 
 def _trusted(value: onnx.ValueInfoProto, static_inputs: bool) -> bool:
     dims = value.type.tensor_type.shape.dim
-    if not _fully_typed(value) or any(_placeholder(d.dim_param) for d in dims):
+    if not _fully_typed(value) or any(is_placeholder_dim(d.dim_param) for d in dims):
         return False
     return static_inputs or any(d.dim_param for d in dims)
 
@@ -139,14 +139,14 @@ def _annotate_once(model: onnx.ModelProto) -> bool:
     return changed
 
 
-def _placeholder(dim_param: str) -> bool:
+def is_placeholder_dim(dim_param: str) -> bool:
     """Names exporters invent for sizes they could not express."""
     return dim_param.startswith("unk__") or any(dim_param.endswith(f"_dim_{i}") for i in range(8))
 
 
 def outputs_fully_named(model: onnx.ModelProto) -> bool:
     """Every graph output has a shape whose dims are all numbers or exporter-independent names."""
-    return all(_fully_typed(v) and not any(_placeholder(d.dim_param) for d in v.type.tensor_type.shape.dim)
+    return all(_fully_typed(v) and not any(is_placeholder_dim(d.dim_param) for d in v.type.tensor_type.shape.dim)
                for v in model.graph.output)
 
 
@@ -154,7 +154,7 @@ def _forget_placeholders(values) -> None:
     """Turn invented dim names into unknown dims (rank kept), so inference can fill them."""
     for value in values:
         for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param and _placeholder(dim.dim_param):
+            if dim.dim_param and is_placeholder_dim(dim.dim_param):
                 dim.Clear()
 
 

@@ -12,7 +12,7 @@ import contextlib
 import io
 import logging
 import warnings
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, Sequence
 
 import onnx
 import torch
@@ -22,8 +22,10 @@ from ..plugins.registration import calls_observed, reference_of, shapes_of, spli
 from ..plugins.registry import all_specs, get_spec
 from ..plugins.spec import DOMAIN, OpSpec
 from .custom_nodes import dynamo_trt_table, register_torchscript_symbolics, unregister_torchscript_symbolics
+from .graph_dims import SymbolicDims, graph_symbolic_dims
 from .opset import downconvert
 from .progress import stage
+from .shapes import is_placeholder_dim
 from .standard_ops import standard_ops
 from .options import ExportOptions
 
@@ -117,19 +119,12 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
     proto = onnx.load_model_from_string(buffer.getvalue())
     if dynamic_axes:
         with stage("output dim names"):
-            dims = symbolic_output_dims(model, args, dynamic_axes, input_names)
+            dims = graph_symbolic_dims(proto, dynamic_axes) or symbolic_output_dims(model, args, dynamic_axes,
+                                                                                   input_names)
         if dims is not None:
             _name_output_dims(proto, dims.outputs)
             _name_custom_node_dims(proto, dims.core_ops)
     return proto
-
-
-class SymbolicDims(NamedTuple):
-    """Sizes as expressions of the named dynamic input dims: the model's outputs, and the output of
-    each core-op call in execution order (``(op name, sizes)``)."""
-
-    outputs: list[list[int | str]]
-    core_ops: list[tuple[str, list[int | str]]]
 
 
 def symbolic_output_dims(model: torch.nn.Module, args: Sequence[torch.Tensor], dynamic_axes: dict[str, dict[int, str]],
@@ -138,7 +133,9 @@ def symbolic_output_dims(model: torch.nn.Module, args: Sequence[torch.Tensor], d
     input dims, as the dynamo exporter writes them (e.g. ``(((height - 1)//2)) + 1``); None when the
     model cannot run on symbolic shapes.
 
-    The model runs once on fake tensors whose dynamic dims are symbols (no tracing, no kernels).
+    The model runs once on fake tensors whose dynamic dims are symbols (no tracing, no kernels): the
+    fallback for graphs that :func:`graph_symbolic_dims` cannot walk (it reads the same sizes off the
+    exported graph in a fraction of the time).
     """
     import sympy  # noqa: PLC0415
     from torch._subclasses.fake_tensor import FakeTensorMode  # noqa: PLC0415
@@ -191,8 +188,9 @@ def _name_custom_node_dims(proto: onnx.ModelProto, dims: list[tuple[str, list[in
     for node, (_, sizes) in zip(nodes, dims):
         info = infos.get(node.output[0])
         if info is None or len(info.type.tensor_type.shape.dim) != len(sizes) or any(
-                isinstance(size, int) and dim.dim_param for dim, size in zip(info.type.tensor_type.shape.dim, sizes)):
-            continue  # a size the symbolic run fixed but the exporter kept dynamic: leave it to inference
+                isinstance(size, int) and dim.dim_param and not is_placeholder_dim(dim.dim_param)
+                for dim, size in zip(info.type.tensor_type.shape.dim, sizes)):
+            continue  # a size the symbolic run fixed but the exporter named dynamic: leave it to inference
         for dim, size in zip(info.type.tensor_type.shape.dim, sizes):
             dim.Clear()
             if isinstance(size, int):

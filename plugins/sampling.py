@@ -2,11 +2,12 @@
 
 A sample point is given as an exact integer part plus a small fractional displacement, so no coordinate
 is ever rounded at the magnitude of the image size (``grid_sample``'s normalised coordinates lose ~1e-4
-px at 1344 px in float32). The image is zero-padded by one pixel; a point with ``-1 <= floor(y) <= H-1``
-(and alike in x) reads its four neighbours from the padded image, zeros outside the image included.
-Points further out get weight 0 (torchvision's and the DCNv3 kernel's rule: a point with ``y <= -1`` or
-``y >= H`` reads 0). Exported graphs use standard ops with dynamic sizes only (Pad, Gather, Where,
-Mul, ReduceSum); eager runs use one fused ``embedding_bag`` for the same weighted sum.
+px at 1344 px in float32). The image is zero-padded by two pixels and ``floor(y)`` clamped to
+``[-2, H]`` (x alike): a point with ``-1 <= floor(y) <= H-1`` reads its four neighbours, zeros outside
+the image included, and a point further out reads four padding zeros, which is torchvision's and the
+DCNv3 kernel's rule (a point with ``y <= -1`` or ``y >= H`` reads 0) without a validity mask. Exported
+graphs use standard ops with dynamic sizes only (Pad, Clip/Min, Gather, Mul, ReduceSum); eager runs use
+one fused ``embedding_bag`` for the same weighted sum.
 """
 
 from __future__ import annotations
@@ -50,19 +51,19 @@ def bilinear_sample(value: torch.Tensor, batch: torch.Tensor, y: tuple[torch.Ten
     """
     h, w = value.shape[1], value.shape[2]
     (iy, fy), (ix, fx) = y, x
-    inside = (iy >= -1) & (iy < h) & (ix >= -1) & (ix < w)
-    top_left = (batch * (h + 2) + (iy + 1)) * (w + 2) + (ix + 1)  # pixel of the padded image
+    low = torch.full((), -2, dtype=iy.dtype, device=iy.device)  # Max/Min, not Clip: TensorRT's int Clip is limited
+    iy = torch.minimum(torch.maximum(iy, low), torch.as_tensor(h))  # floor(y) <= -2 or >= H: only padding read
+    ix = torch.minimum(torch.maximum(ix, low), torch.as_tensor(w))
+    top_left = (batch * (h + 4) + (iy + 2)) * (w + 4) + (ix + 2)  # pixel of the padded image
     if group is not None:
         top_left = top_left * groups + group  # row of the [pixels*groups, C/groups] table
-    top_left = torch.where(inside, top_left, 0)
     corner = torch.arange(4, device=value.device)  # corners (0, 0), (0, 1), (1, 0), (1, 1) as (dy, dx)
     corner_y, corner_x = corner // 2, corner % 2
-    index = top_left.unsqueeze(-1) + (corner_x * groups + corner_y * ((w + 2) * groups))  # [*S, 4]
+    index = top_left.unsqueeze(-1) + (corner_x * groups + corner_y * ((w + 4) * groups))  # [*S, 4]
     wy = (1 - corner_y) + fy.unsqueeze(-1) * (2 * corner_y - 1)  # 1 - fy, 1 - fy, fy, fy
     wx = (1 - corner_x) + fx.unsqueeze(-1) * (2 * corner_x - 1)  # 1 - fx, fx, 1 - fx, fx
-    keep = inside.to(fy.dtype) if scale is None else inside.to(fy.dtype) * scale
-    weights = wy * wx * keep.unsqueeze(-1)  # [*S, 4]
-    image = F.pad(value, (0, 0, 1, 1, 1, 1)).reshape(-1, value.shape[3] // groups)  # [B*(H+2)*(W+2)*groups, C/groups]
+    weights = wy * wx if scale is None else wy * wx * scale.unsqueeze(-1)  # [*S, 4]
+    image = F.pad(value, (0, 0, 2, 2, 2, 2)).reshape(-1, value.shape[3] // groups)  # [B*(H+4)*(W+4)*groups, C/groups]
     if is_traced(value):
         return (F.embedding(index, image) * weights.unsqueeze(-1)).sum((-3, -2) if sum_last else -2)
     shape = torch.broadcast_shapes(index.shape, weights.shape)

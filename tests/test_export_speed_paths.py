@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
@@ -17,9 +18,10 @@ from dynconv.export.reference_graph import (
     _export_reference,
     _Reference,
     recording_calls,
+    reference_keys,
     small_shapes,
 )
-from dynconv.plugins.dcnv3 import DCNv3
+from dynconv.plugins.dcnv3 import DCNV3, DCNv3
 from dynconv.plugins.ddf import DDF
 from dynconv.plugins.deform_conv import DEFORM_CONV2D
 from dynconv.plugins.registration import shapes_only
@@ -180,8 +182,8 @@ def test_one_involution_reference_serves_every_group_count(exporter):
     _assert_reference_matches(proto, model, x)
 
 
-def _deform_call(size: int, batch: int = 1) -> OpCall:
-    x, weight = torch.randn(batch, 4, size, size), torch.randn(6, 4, 3, 3)
+def _deform_call(size: int, batch: int = 1, channels: int = 4) -> OpCall:
+    x, weight = torch.randn(batch, channels, size, size), torch.randn(6, channels, 3, 3)
     out = (size + 2 - 3) // 2 + 1
     offset, mask = torch.randn(batch, 18, out, out), torch.randn(batch, 9, out, out)
     attrs = DEFORM_CONV2D.normalize({"stride": 2, "padding": 1, "dilation": 1, "groups": 1, "offset_groups": 1})
@@ -225,15 +227,86 @@ def test_reference_constants_are_folded_and_shared_by_every_instance():
     nodes = [helper.make_node("Constant", [], ["c"], value=helper.make_tensor("", TensorProto.FLOAT, [2], [1, 2])),
              helper.make_node("Add", ["c", "c"], ["twice"]),
              helper.make_node("Shape", ["in0"], ["shape"]),
-             helper.make_node("Mul", ["in0", "twice"], ["out"])]
+             helper.make_node("Shape", ["in0"], ["unused"]),
+             helper.make_node("Mul", ["in0", "twice"], ["product"]),
+             helper.make_node("Reshape", ["product", "shape"], ["out"])]
     reference = _Reference(helper.make_graph(nodes, "ref", [x], [out]), "shared/", 17)
-    assert [n.op_type for n in reference.nodes] == ["Shape", "Mul"]
+    assert [n.op_type for n in reference.nodes] == ["Shape", "Mul", "Reshape"]  # folded, dead Shape dropped
     constants = {t.name: onnx.numpy_helper.to_array(t).tolist() for t in reference.shared_constants()}
-    assert constants == {"shared/c": [1.0, 2.0], "shared/twice": [2.0, 4.0]}
+    assert constants == {"shared/twice": [2.0, 4.0]}
     first, second = (reference.instance(helper.make_node("Op", [i], [o]), p)
                      for i, o, p in (("a", "b", "one/"), ("b", "c", "two/")))
-    assert list(first[1].input) == ["a", "shared/twice"] and list(first[1].output) == ["b"]
+    assert list(first[1].input) == ["a", "shared/twice"] and list(first[2].output) == ["b"]
     assert list(second[1].input) == ["b", "shared/twice"] and list(second[0].output) == ["two/shape"]
+
+
+def _size_arithmetic_graph() -> onnx.GraphProto:
+    """in0 [N, 6] -> reshape to [-1, in0.shape[1] // 2], with the exporter's habits: a Shape per size
+    read, int64 casts of int64 sizes."""
+    x = helper.make_tensor_value_info("in0", TensorProto.FLOAT, ["N", 6])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+    const = lambda name, value: helper.make_node(  # noqa: E731
+        "Constant", [], [name], value=onnx.numpy_helper.from_array(np.array(value, dtype=np.int64)))
+    nodes = [const("one", 1), const("zero", 0), const("two", 2), const("minus_one", [-1]), const("axes", [0]),
+             helper.make_node("Shape", ["in0"], ["shape_a"]),
+             helper.make_node("Gather", ["shape_a", "one"], ["channels"]),
+             helper.make_node("Shape", ["in0"], ["shape_b"]),
+             helper.make_node("Gather", ["shape_b", "zero"], ["batch"]),
+             helper.make_node("Cast", ["batch"], ["batch_cast"], to=TensorProto.INT64),
+             helper.make_node("Div", ["channels", "two"], ["half"]),
+             helper.make_node("Cast", ["half"], ["half_cast"], to=TensorProto.INT64),
+             helper.make_node("Unsqueeze", ["half_cast", "axes"], ["half_1d"]),
+             helper.make_node("Concat", ["minus_one", "half_1d"], ["target"], axis=0),
+             helper.make_node("Reshape", ["in0", "target"], ["flat"]),
+             helper.make_node("Unsqueeze", ["batch_cast", "axes"], ["batch_1d"]),
+             helper.make_node("Shape", ["in0"], ["shape_c"]),
+             helper.make_node("Gather", ["shape_c", "zero"], ["batch_again"]),
+             helper.make_node("Unsqueeze", ["batch_again", "axes"], ["batch_again_1d"]),
+             helper.make_node("Concat", ["batch_1d", "batch_again_1d"], ["sizes"], axis=0),
+             helper.make_node("Cast", ["sizes"], ["sizes_f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceSum", ["sizes_f"], ["total"], keepdims=0),
+             helper.make_node("Mul", ["flat", "total"], ["out"])]
+    for i, node in enumerate(nodes):
+        node.name = f"n{i}"
+    return helper.make_graph(nodes, "ref", [x], [out])
+
+
+def test_reference_folds_static_sizes_merges_repeats_and_drops_noop_casts():
+    reference = _Reference(_size_arithmetic_graph(), "shared/", 17)
+    ops = [n.op_type for n in reference.nodes]
+    # channels (static 6) fold into the Reshape target; the batch size stays dynamic, read by one Shape
+    assert ops == ["Shape", "Gather", "Reshape", "Unsqueeze", "Concat", "Cast", "ReduceSum", "Mul"], ops
+    targets = [v for k, v in reference.constants.items() if v.dims == [2]]
+    assert [onnx.numpy_helper.to_array(t).tolist() for t in targets] == [[-1, 3]]
+    concat = next(n for n in reference.nodes if n.op_type == "Concat")
+    assert concat.input[0] == concat.input[1]  # the repeated batch read is one value
+    model = helper.make_model(helper.make_graph(
+        reference.instance(helper.make_node("Op", ["x"], ["y"]), "i/"), "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], reference.shared_constants()),
+        opset_imports=[helper.make_opsetid("", 17)])
+    data = np.arange(18, dtype=np.float32).reshape(3, 6)
+    got = run_onnxruntime(model, [data])[0]
+    np.testing.assert_array_equal(got, data.reshape(-1, 3) * 6)
+
+
+def test_reference_graphs_keep_dims_static_where_all_calls_agree():
+    def dcnv3_call(side: int, group: int) -> OpCall:
+        attrs = DCNV3.normalize(dict(group=group, group_channels=16))
+        return OpCall(DCNV3, [torch.zeros(1, side, side, 16 * group), torch.zeros(1, side, side, group * 18),
+                              torch.zeros(1, side, side, group * 9)], attrs)
+
+    keys = reference_keys([dcnv3_call(56, 4), dcnv3_call(28, 4), dcnv3_call(28, 8)])
+    assert keys[0][0] == keys[1][0] != keys[2][0]  # map sides stay dynamic: one graph per group count
+    assert [dims for _, dims in keys] == [[[0, 1, 2]] * 3] * 3  # channels static
+    # one DCNv2 configuration at two channel counts: one graph, channels dynamic, the 3x3 kernel static
+    (first, dynamic), (second, _) = reference_keys([_deform_call(16, channels=4), _deform_call(16, channels=8)])
+    assert first == second
+    assert dynamic == [[0, 1, 2, 3], [1], [0, 2, 3], [0, 2, 3]]  # input, weight [6, C, 3, 3], offset, mask
+    # involution reads its group count from shapes: every dim dynamic
+    assert reference_keys([_involution_call(3)])[0][1] == [[0, 1, 2, 3], [0, 1, 2, 3]]
+    graph = _export_reference(dcnv3_call(28, 4), 17, keys[2][1])
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][1:] == [0, 0, 64]
 
 
 def test_script_modules_take_the_example_run():

@@ -59,12 +59,13 @@ def dcnv3_reference(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tenso
     off = as_dtype(offset, compute).reshape(n, ho, wo, group, p, 2)
     batch = torch.arange(n, device=device).reshape(-1, 1, 1, 1, 1)  # [N, 1, 1, 1, 1]
     channel_group = torch.arange(group, device=device).reshape(-1, 1)  # [G, 1]
-    out = bilinear_sample(as_dtype(input, compute), batch,
-                          split_coordinate(centre_y, (off[..., 1] + tap_y) * offset_scale),
-                          split_coordinate(centre_x, (off[..., 0] + tap_x) * offset_scale),
-                          as_dtype(mask, compute).reshape_as(off[..., 0]), sum_last=True, groups=group,
-                          group=channel_group)  # [N, Ho, Wo, G, Cg]
-    return as_dtype(out.flatten(-2), dtype)
+    dy, dx = off[..., 1] + tap_y, off[..., 0] + tap_x
+    if offset_scale != 1:  # no Mul by 1 in exported graphs
+        dy, dx = dy * offset_scale, dx * offset_scale
+    out = bilinear_sample(as_dtype(input, compute), batch, split_coordinate(centre_y, dy),
+                          split_coordinate(centre_x, dx), as_dtype(mask, compute).reshape_as(dy), sum_last=True,
+                          groups=group, group=channel_group)  # [N, Ho, Wo, G, Cg]
+    return as_dtype(out.reshape(n, ho, wo, group * group_channels), dtype)
 
 
 define_op(DCNV3, dcnv3_reference)
