@@ -364,6 +364,24 @@ class _Reference:
         return copies
 
 
+def _same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+
+
+def without_repeats(calls: Sequence[OpCall]) -> list[OpCall]:
+    """``calls`` less those that repeat an earlier call: same op and attributes on inputs of equal
+    values. The TorchScript exporter merges such calls (a layer applied twice to the same input,
+    its offset branch included) into one node."""
+    kept: list[OpCall] = []
+    for call in calls:
+        if not any(c.spec is call.spec and c.attrs == call.attrs and len(c.tensors) == len(call.tensors)
+                   and all(_same_tensor(a, b) for a, b in zip(c.tensors, call.tensors)) for c in kept):
+            kept.append(call)
+    return kept
+
+
 def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
                       keep: frozenset[str] = frozenset()) -> onnx.ModelProto:
     """Swap each custom node of ``model`` (in order) for its call's reference subgraph; nodes of the
@@ -371,6 +389,8 @@ def splice_references(model: onnx.ModelProto, calls: list[OpCall], opset: int,
     graph = model.graph
     calls = [c for c in calls if c.spec.name not in keep]
     nodes = [n for n in graph.node if n.domain == DOMAIN and n.op_type not in keep]
+    if len(nodes) < len(calls):  # the TorchScript exporter merges a call repeated on the same inputs
+        calls = without_repeats(calls)
     if len(nodes) != len(calls) or any(n.op_type != c.spec.name for n, c in zip(nodes, calls)):
         raise CallOrderMismatch(
             f"cannot decompose: the exported graph has {[n.op_type for n in nodes]} but the model ran "

@@ -335,3 +335,35 @@ def test_torchscript_dynamic_export_types_custom_nodes_in_one_inference_round(mo
     for name in custom:
         assert typed[name][:2] == ["batch", 16] and "height" in typed[name][2] and "width" in typed[name][3]
     assert typed[custom[2]] == typed[custom[1]] != typed[custom[3]]
+
+
+class _LayerTwiceOnOneInput(torch.nn.Module):
+    """The same DCN layer called twice on one input: the TorchScript exporter merges the two calls
+    (offset branch and core op) into one node."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from dynconv.plugins.deform_conv import ModulatedDeformConv2d
+
+        self.dcn = ModulatedDeformConv2d(4, 4, 3, padding=1)
+        self.other = ModulatedDeformConv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.dcn(x) * 2 + self.other(x) - self.dcn(x)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_call_repeated_on_the_same_input_exports_in_the_onnx_flavour(exporter):
+    model, x = _LayerTwiceOnOneInput().eval(), torch.randn(1, 4, 7, 6)
+    proto = export_model(model, (x,), ExportOptions(target="onnx", exporter=exporter))
+    _assert_reference_matches(proto, model, x)
+
+
+def test_only_exact_repeats_are_dropped():
+    from dynconv.export.reference_graph import without_repeats
+
+    first, same, other_attrs = _deform_call(9), None, None
+    same = OpCall(first.spec, [None if t is None else t.clone() for t in first.tensors], dict(first.attrs))
+    other_attrs = OpCall(first.spec, first.tensors, dict(first.attrs, stride=[1, 1]))
+    other_values = OpCall(first.spec, [first.tensors[0] + 1, *first.tensors[1:]], first.attrs)
+    assert without_repeats([first, same, other_attrs, other_values]) == [first, other_attrs, other_values]

@@ -468,3 +468,15 @@ def test_trt_target_has_one_node_per_call(exporter):
     assert_trt_node(nodes[1], DCNV3, common | dict(offset_scale=1.0, remove_center=0))
     out = model.graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in out] == [1, 32, 8, 6]
+
+
+@pytest.mark.parametrize("layer", [lambda: DCNv3(32, group=2), lambda: DCNv4(32, group=2)], ids=["dcnv3", "dcnv4"])
+def test_layers_export_without_size_arithmetic(layer):
+    """The per-group softmax (DCNv3) and the offset/mask split (DCNv4) need no size arithmetic even
+    with every map dim dynamic: a Softmax on rows of P points reshaped back like its input (one Shape),
+    constant-index Gathers."""
+    options = ExportOptions(target="trt", exporter="torchscript", dynamic=("batch", "height", "width"))
+    model = export_model(layer().eval(), (torch.randn(2, 9, 7, 32),), options)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Shape") <= 1 and not {"Concat", "Unsqueeze", "Slice"} & set(ops), ops
+    assert len(custom_nodes(model)) == 1

@@ -109,10 +109,11 @@ def split_offset_mask(offset_mask: torch.Tensor, group: int, points: int) -> tup
     if offset_mask.dim() != 4 or offset_mask.shape[-1] < used:
         raise DynconvError(f"DCNv4: offset_mask must be [N, Ho, Wo, >= group*P*3 = {used}], "
                            f"got shape {list(offset_mask.shape)}")
-    n, ho, wo = offset_mask.shape[:3]
-    packed = offset_mask[..., :used].reshape(n, ho, wo, group, 3 * points)
-    offset = packed[..., : 2 * points].reshape(n, ho, wo, group * 2 * points)
-    return offset, packed[..., 2 * points:].reshape(n, ho, wo, group * points)
+    # constant channel indices (one Gather each in exported graphs, no size arithmetic)
+    base = torch.arange(group, device=offset_mask.device).unsqueeze(1) * (3 * points)
+    lanes = torch.arange(3 * points, device=offset_mask.device)
+    offset = offset_mask.index_select(-1, (base + lanes[: 2 * points]).reshape(-1))
+    return offset, offset_mask.index_select(-1, (base + lanes[2 * points:]).reshape(-1))
 
 
 def dcnv4(input: torch.Tensor, offset_mask: torch.Tensor, kernel_size: int | Sequence[int] = 3,

@@ -95,9 +95,8 @@ class DCNv3(nn.Module):
         value = self.input_proj(x)
         query = self.dw_conv(x.permute(0, 3, 1, 2))
         offset = self.offset(query)
-        n, h, w = query.shape[:3]
-        mask = self.mask(query).reshape(n, h, w, self.group, self.points).softmax(-1)
-        mask = as_dtype(mask.reshape(n, h, w, self.group * self.points), value.dtype)
+        logits = self.mask(query)  # softmax per group of P points; rows of P keep exports free of size plumbing
+        mask = as_dtype(logits.reshape(-1, self.points).softmax(-1).reshape_as(logits), value.dtype)
         y = dcnv3(value, offset, mask, self.kernel_size, self.stride, self.pad, self.dilation, self.group,
                   self.group_channels, self.offset_scale, self.remove_center)
         if self.center_feature_scale:
