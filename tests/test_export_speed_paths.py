@@ -173,12 +173,12 @@ class _GroupsNet(torch.nn.Module):
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_one_involution_reference_serves_every_group_count(exporter):
+def test_one_reference_per_op_serves_every_group_count(exporter):
     torch.manual_seed(0)
     model, x = _GroupsNet().eval(), torch.randn(1, 16, 10, 12)
     proto = export_model(model, (x,), ExportOptions(target="onnx", exporter=exporter))
     shared = {t.name.split("/")[0] for t in proto.graph.initializer if t.name.startswith("dynconv_reference_")}
-    assert len(shared) == 3  # involution reads its groups from the weight's shape: one graph for both
+    assert len(shared) == 2  # involution and DCNv3 read their group counts from shapes: one graph per op
     _assert_reference_matches(proto, model, x)
 
 
@@ -291,22 +291,27 @@ def test_reference_folds_static_sizes_merges_repeats_and_drops_noop_casts():
 
 
 def test_reference_graphs_keep_dims_static_where_all_calls_agree():
+    # one DCNv2 configuration at two channel counts: one graph, channels dynamic, the 3x3 kernel static
+    (first, dynamic), (second, _) = reference_keys([_deform_call(16, channels=4), _deform_call(16, channels=8)])
+    assert first == second
+    assert dynamic == [[0, 1, 2, 3], [1], [0, 2, 3], [0, 2, 3]]  # input, weight [6, C, 3, 3], offset, mask
+    # at one channel count only batch and map sides stay dynamic
+    (_, alone), = reference_keys([_deform_call(16, channels=4)])
+    assert alone == [[0, 2, 3], [], [0, 2, 3], [0, 2, 3]]
+    graph = _export_reference(_deform_call(16, channels=4), 17, alone)
+    assert [d.dim_value for d in graph.input[1].type.tensor_type.shape.dim] == [6, 4, 3, 3]
+    assert [bool(d.dim_param) for d in graph.input[0].type.tensor_type.shape.dim] == [True, False, True, True]
+
+
+def test_shape_derived_attributes_share_one_graph_with_every_dim_dynamic():
     def dcnv3_call(side: int, group: int) -> OpCall:
         attrs = DCNV3.normalize(dict(group=group, group_channels=16))
         return OpCall(DCNV3, [torch.zeros(1, side, side, 16 * group), torch.zeros(1, side, side, group * 18),
                               torch.zeros(1, side, side, group * 9)], attrs)
 
-    keys = reference_keys([dcnv3_call(56, 4), dcnv3_call(28, 4), dcnv3_call(28, 8)])
-    assert keys[0][0] == keys[1][0] != keys[2][0]  # map sides stay dynamic: one graph per group count
-    assert [dims for _, dims in keys] == [[[0, 1, 2]] * 3] * 3  # channels static
-    # one DCNv2 configuration at two channel counts: one graph, channels dynamic, the 3x3 kernel static
-    (first, dynamic), (second, _) = reference_keys([_deform_call(16, channels=4), _deform_call(16, channels=8)])
-    assert first == second
-    assert dynamic == [[0, 1, 2, 3], [1], [0, 2, 3], [0, 2, 3]]  # input, weight [6, C, 3, 3], offset, mask
-    # involution reads its group count from shapes: every dim dynamic
+    keys = reference_keys([dcnv3_call(56, 4), dcnv3_call(28, 8), dcnv3_call(14, 16)])
+    assert len({key for key, _ in keys}) == 1 and keys[0][1] == [[0, 1, 2, 3]] * 3
     assert reference_keys([_involution_call(3)])[0][1] == [[0, 1, 2, 3], [0, 1, 2, 3]]
-    graph = _export_reference(dcnv3_call(28, 4), 17, keys[2][1])
-    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][1:] == [0, 0, 64]
 
 
 def test_script_modules_take_the_example_run():

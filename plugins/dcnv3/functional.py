@@ -42,8 +42,9 @@ def dcnv3_reference(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tenso
     (y alike): the bracketed window centre is an exact integer, the small rest is split into floor
     and fraction on its own (see :mod:`..sampling`), so FP32 accuracy does not degrade on large
     maps. Samples outside the image read 0 (the kernel's rule). Sizes come from tensor shapes, so
-    exported graphs stay valid for dynamic N/H/W. Half inputs are sampled in float32, like the
-    kernel's float32 accumulation.
+    exported graphs stay valid for dynamic N/H/W; so do ``group`` and ``group_channels`` (the spec's
+    checks make them equal to the attributes), so one exported graph serves every stage of a network.
+    Half inputs are sampled in float32, like the kernel's float32 accumulation.
     """
     dtype = input.dtype
     compute = torch.promote_types(dtype, torch.float32)
@@ -51,21 +52,22 @@ def dcnv3_reference(input: torch.Tensor, offset: torch.Tensor, mask: torch.Tenso
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     half_h, half_w = dh * (kh - 1) // 2, dw * (kw - 1) // 2
     p = kh * kw - remove_center
+    g = mask.shape[-1] // p  # ``group`` as the shapes give it: one exported graph serves every group count
     device = input.device
     tap_x, tap_y = _tap_coordinates(kernel_size, dilation, remove_center, compute, device)
     # Window centres [Wo, 1, 1] and [Ho, 1, 1, 1] against points [N, Ho, Wo, G, P].
     centre_x = (torch.arange(wo, device=device) * sw + (half_w - pw)).reshape(-1, 1, 1)
     centre_y = (torch.arange(ho, device=device) * sh + (half_h - ph)).reshape(-1, 1, 1, 1)
-    off = as_dtype(offset, compute).reshape(n, ho, wo, group, p, 2)
+    off = as_dtype(offset, compute).reshape(n, ho, wo, g, p, 2)
     batch = torch.arange(n, device=device).reshape(-1, 1, 1, 1, 1)  # [N, 1, 1, 1, 1]
-    channel_group = torch.arange(group, device=device).reshape(-1, 1)  # [G, 1]
+    channel_group = torch.arange(g, device=device).reshape(-1, 1)  # [G, 1]
     dy, dx = off[..., 1] + tap_y, off[..., 0] + tap_x
     if offset_scale != 1:  # no Mul by 1 in exported graphs
         dy, dx = dy * offset_scale, dx * offset_scale
     out = bilinear_sample(as_dtype(input, compute), batch, split_coordinate(centre_y, dy),
                           split_coordinate(centre_x, dx), as_dtype(mask, compute).reshape_as(dy), sum_last=True,
-                          groups=group, group=channel_group)  # [N, Ho, Wo, G, Cg]
-    return as_dtype(out.reshape(n, ho, wo, group * group_channels), dtype)
+                          groups=g, group=channel_group)  # [N, Ho, Wo, G, Cg]
+    return as_dtype(out.reshape(n, ho, wo, input.shape[-1]), dtype)
 
 
 define_op(DCNV3, dcnv3_reference)

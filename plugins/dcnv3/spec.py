@@ -81,4 +81,5 @@ DCNV3 = OpSpec(
     ),
     output_shape=_output_shape,
     check_shapes=_check_shapes,
+    shape_derived=("group", "group_channels"),  # mask.shape[-1] // P, input.shape[-1] // group
 )
