@@ -12,6 +12,8 @@ import logging
 import onnx
 from onnx import version_converter
 
+from .shapes import is_weight, without_weights
+
 log = logging.getLogger(__name__)
 _PARKED_DOMAIN = "dynconv.parked"
 
@@ -57,9 +59,25 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def downconvert(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
-    """Return ``model`` at default-domain opset ``target`` (unchanged when already there)."""
+    """Return ``model`` at default-domain opset ``target`` (unchanged when already there).
+
+    The converter serialises and copies the whole model, weights included, several times: it runs on
+    a copy whose weights are typed graph inputs (:func:`without_weights`), and the weights, which no
+    adapter changes, are put back afterwards."""
     if default_opset(model) <= target:
         return model
+    converted = _downconvert(without_weights(model), target)
+    inputs = {v.name for v in model.graph.input}
+    kept_inputs = [v for v in converted.graph.input if v.name in inputs]
+    del converted.graph.input[:]
+    converted.graph.input.extend(kept_inputs)
+    present = {init.name for init in converted.graph.initializer}
+    converted.graph.initializer.extend(init for init in model.graph.initializer
+                                       if is_weight(init) and init.name not in present)
+    return converted
+
+
+def _downconvert(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     _explicit_split_sizes(model)
     parked = [n for n in model.graph.node if n.domain in ("", "ai.onnx") and _same_since_13(n)]
     for node in parked:

@@ -175,11 +175,16 @@ def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
             _set_field(light.graph, field, value)
     inputs = {v.name for v in graph.input}
     for init in graph.initializer:
-        if element_count(init) <= _SHAPE_ONLY_ELEMENTS:
+        if not is_weight(init):
             light.graph.initializer.append(init)
         elif init.name not in inputs:
             light.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     return light
+
+
+def is_weight(init: onnx.TensorProto) -> bool:
+    """An initializer too large to be shape arithmetic: :func:`without_weights` leaves its data out."""
+    return element_count(init) > _SHAPE_ONLY_ELEMENTS
 
 
 def _is_repeated(field: Any) -> bool:

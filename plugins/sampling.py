@@ -52,8 +52,9 @@ def bilinear_sample(value: torch.Tensor, batch: torch.Tensor, y: tuple[torch.Ten
     h, w = value.shape[1], value.shape[2]
     (iy, fy), (ix, fx) = y, x
     low = torch.full((), -2, dtype=iy.dtype, device=iy.device)  # Max/Min, not Clip: TensorRT's int Clip is limited
-    iy = torch.minimum(torch.maximum(iy, low), torch.as_tensor(h))  # floor(y) <= -2 or >= H: only padding read
-    ix = torch.minimum(torch.maximum(ix, low), torch.as_tensor(w))
+    high_y, high_x = (torch.as_tensor(size, dtype=iy.dtype, device=iy.device) for size in (h, w))
+    iy = torch.minimum(torch.maximum(iy, low), high_y)  # floor(y) <= -2 or >= H: only padding is read
+    ix = torch.minimum(torch.maximum(ix, low), high_x)
     top_left = (batch * (h + 4) + (iy + 2)) * (w + 4) + (ix + 2)  # pixel of the padded image
     if group is not None:
         top_left = top_left * groups + group  # row of the [pixels*groups, C/groups] table

@@ -44,6 +44,27 @@ def test_downconvert_pad_and_reduce_mean_to_17():
     assert_close_scaled(run_onnxruntime(converted, [x])[0], want, 1e-6)
 
 
+def test_downconvert_keeps_weights_out_of_the_converter_and_restores_them():
+    rng = np.random.default_rng(2)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    weight = onnx.numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "weight")
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [helper.make_node("MatMul", ["x", "weight"], ["h"]),
+             helper.make_node("ReduceMax", ["h", "axes"], ["y"], keepdims=1)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [weight, axes]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    data = rng.standard_normal((3, 16)).astype(np.float32)
+    want = run_onnxruntime(model, [data])[0]
+    converted = downconvert(model, 17)
+    onnx.checker.check_model(converted, full_check=True)
+    assert [v.name for v in converted.graph.input] == ["x"]
+    restored = {t.name: t for t in converted.graph.initializer}
+    assert restored["weight"].SerializeToString() == weight.SerializeToString()
+    np.testing.assert_array_equal(run_onnxruntime(converted, [data])[0], want)
+
+
 def test_fp16_conversion_runs_and_stays_close():
     model = _model_18()
     x = np.random.default_rng(1).standard_normal((1, 2, 3, 3)).astype(np.float32)
