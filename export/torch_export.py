@@ -200,7 +200,8 @@ def _name_custom_node_dims(proto: onnx.ModelProto, dims: list[tuple[str, list[in
 
 
 def _name_output_dims(proto: onnx.ModelProto, dims: list[list[int | str]] | None) -> None:
-    """Write ``dims`` onto the graph outputs where the exporter left a dim unnamed or invented a name."""
+    """Write ``dims`` onto the graph outputs where the exporter left a dim unnamed or invented a name
+    (a static size included: the exporter may write ``Gemm_dim_1`` for a classifier's 1000)."""
     if dims is None or len(dims) != len(proto.graph.output):
         return
     for value, sizes in zip(proto.graph.output, dims):
@@ -208,8 +209,13 @@ def _name_output_dims(proto: onnx.ModelProto, dims: list[list[int | str]] | None
         if len(shape.dim) != len(sizes):
             continue
         for dim, size in zip(shape.dim, sizes):
-            if isinstance(size, str) and not dim.HasField("dim_value"):
+            if dim.HasField("dim_value") or (dim.dim_param and not is_placeholder_dim(dim.dim_param)):
+                continue
+            dim.Clear()
+            if isinstance(size, str):
                 dim.dim_param = size
+            else:
+                dim.dim_value = size
 
 
 def _torch_export(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions) -> torch.export.ExportedProgram:

@@ -90,6 +90,24 @@ def test_torchscript_dynamic_export_does_not_run_the_model_symbolically(monkeypa
                          ExportOptions(target="onnx", exporter="torchscript", dynamic=AXES))
     dims = [d.dim_param or d.dim_value for d in proto.graph.output[1].type.tensor_type.shape.dim]
     assert dims[0] == "batch" and "height" in dims[2] and "width" in dims[3], dims
+    head = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert head == ["batch", 5]
+
+
+def test_the_trt_export_names_every_output_dim_so_the_onnx_flavour_needs_no_extra_inference():
+    """The exporter writes a placeholder (``Gemm_dim_1``) even for the Linear head's static width: the
+    walk's sizes replace it, so the onnx flavour does not re-infer shapes to type its outputs."""
+    from dynconv.export.shapes import outputs_fully_named
+
+    from dynconv.plugins.ddf import DDFPack
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), DDFPack(8, 3, 1), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(1), torch.nn.Linear(8, 5)).eval()
+    options = ExportOptions(target="trt", exporter="torchscript", dynamic=AXES)
+    with recording_calls(), shapes_only():
+        proto = torch_export.export_torchscript(model, (torch.randn(1, 3, 16, 16),), options, ["input"], None)
+    assert [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == ["batch", 5]
+    assert outputs_fully_named(proto)
 
 
 def test_an_op_without_a_rule_falls_back_to_the_symbolic_run(monkeypatch):
