@@ -24,8 +24,8 @@ import sympy
 from torch.utils._sympy.functions import FloorDiv
 
 from ..plugins.errors import DynconvError
-from ..plugins.registry import get_spec
-from ..plugins.spec import DOMAIN
+from ..plugins.spec import DOMAIN, conv_out
+from .shapes import is_weight, node_attrs, spec_output_shapes
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ class _Walk:
                 sympy.Symbol(axes[i], integer=True, positive=True) if i in axes else self._static(d, value.name)
                 for i, d in enumerate(dims))
         for init in graph.initializer:
-            if math.prod(init.dims) <= _VALUE_LIMIT:
-                self._constant(init.name, onnx.numpy_helper.to_array(init))
-            else:  # a weight: only its shape matters
+            if is_weight(init):  # only its shape matters
                 self.shapes[init.name] = tuple(sympy.Integer(d) for d in init.dims)
+            else:
+                self._constant(init.name, onnx.numpy_helper.to_array(init))
 
     @staticmethod
     def _static(dim: onnx.TensorShapeProto.Dimension, name: str) -> Size:
@@ -102,10 +102,6 @@ class _Walk:
             self.values[name] = ([sympy.sympify(v) for v in value], scalar)
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _broadcast(*shapes: Shape) -> Shape:
     rank = max(len(s) for s in shapes)
     out = []
@@ -140,7 +136,7 @@ def _floors_as_floordiv(size: Size) -> Size:
 
 
 def _window(size: Size, kernel: int, stride: int, begin: int, end: int, dilation: int) -> Size:
-    return FloorDiv(size + begin + end - dilation * (kernel - 1) - 1, stride) + 1
+    return _floors_as_floordiv(conv_out(size, kernel, stride, begin, end, dilation))
 
 
 def _ceil_window(size: Size, kernel: int, stride: int, begin: int, end: int, dilation: int) -> Size:
@@ -368,8 +364,7 @@ def _window_op(w: _Walk, n: onnx.NodeProto, a: dict) -> None:
     strides = list(a.get("strides", [1] * spatial))
     dilations = list(a.get("dilations", [1] * spatial))
     pads = list(a.get("pads", [0] * 2 * spatial))
-    auto_pad = a.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = a.get("auto_pad", "NOTSET")
     out = []
     for i, size in enumerate(shape[2:]):
         if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -444,13 +439,8 @@ def _resize(w: _Walk, n: onnx.NodeProto, a: dict) -> None:
     w.set(n.output[0], out)
 
 
-def _custom(w: _Walk, n: onnx.NodeProto, a: dict) -> None:
-    spec = get_spec(n.op_type)
-    node_attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in a.items()}
-    attrs, present = spec.parse_node_attributes(node_attrs)
-    shapes = iter([w.shape(i) for i in n.input])
-    ordered = [next(shapes) if (not t.optional or present[t.name]) else None for t in spec.inputs]
-    for name, out in zip(n.output, spec.infer_shapes(ordered, attrs)):
+def _custom(w: _Walk, n: onnx.NodeProto) -> None:
+    for name, out in zip(n.output, spec_output_shapes(n, [w.shape(i) for i in n.input])):
         w.set(name, [_floors_as_floordiv(sympy.sympify(d)) for d in out])
 
 
@@ -487,13 +477,13 @@ def graph_symbolic_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int
         core_ops: list[tuple[str, list[int | str]]] = []
         for node in graph.node:
             if node.domain == DOMAIN:
-                _custom(walk, node, _attrs(node))
+                _custom(walk, node)
                 core_ops.append((node.op_type, [_text(d) for d in walk.shape(node.output[0])]))
                 continue
             rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             if rule is None:
                 raise Unsupported(f"no rule for {node.domain or 'ai.onnx'}::{node.op_type}")
-            rule(walk, node, _attrs(node))
+            rule(walk, node, node_attrs(node))
         outputs = [[_text(d) for d in walk.shape(v.name)] for v in graph.output]
     except (Unsupported, DynconvError, KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
         log.debug("graph symbolic dims: %s: %s", type(exc).__name__, exc)

@@ -10,7 +10,7 @@ import onnx
 from ..plugins.errors import DynconvError
 from ..plugins.registry import get_spec
 from ..plugins.spec import DOMAIN
-from .shapes import element_count, without_weights
+from .shapes import element_count, node_attrs, without_weights
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,7 @@ def check_loads_in_onnxruntime(light: onnx.ModelProto) -> None:
 def validate_custom_node(node: onnx.NodeProto) -> None:
     """The node's attributes and input count must be exactly what its spec prescribes."""
     spec = get_spec(node.op_type)
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    attrs = node_attrs(node)
     if attrs.get("plugin_version") != spec.version:
         raise DynconvError(f"{node.name}: plugin_version {attrs.get('plugin_version')!r} != spec {spec.version!r}")
     expected = {a.name for a in spec.onnx_attributes} | {"plugin_version"}

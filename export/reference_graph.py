@@ -163,15 +163,15 @@ def reference_keys(calls: Sequence[OpCall]) -> list[tuple[str, list[list[int]]]]
     channel counts, fixed by its attributes, or a 3x3 kernel shared by convolutions of different
     widths. Ops with ``shape_derived`` attributes keep every dim dynamic (those attributes live in
     such dims)."""
+    configs = [_config_key(call) for call in calls]
     sizes: dict[str, list[list[set[int]]]] = {}
-    for call in calls:
-        seen = sizes.setdefault(_config_key(call), [[set() for _ in t.shape] for _, t in _present(call)])
+    for call, config in zip(calls, configs):
+        seen = sizes.setdefault(config, [[set() for _ in t.shape] for _, t in _present(call)])
         for dims, (_, tensor) in zip(seen, _present(call)):
             for values, size in zip(dims, tensor.shape):
                 values.add(int(size))
     keys = []
-    for call in calls:
-        config = _config_key(call)
+    for call, config in zip(calls, configs):
         dynamic = [[d for d, label in enumerate(dim_labels(spec)) if call.spec.shape_derived
                     or label in _MAP_DIMS or len(sizes[config][i][d]) > 1]
                    for i, (spec, _) in enumerate(_present(call))]

@@ -7,7 +7,7 @@ shape rule is evaluated on the node's input shapes, with symbolic dims carried a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import onnx
 
@@ -104,9 +104,19 @@ def _trusted(value: onnx.ValueInfoProto, static_inputs: bool) -> bool:
     return static_inputs or any(d.dim_param for d in dims)
 
 
-def _node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
+def node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    """The node's attributes as Python values, strings decoded."""
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+
+
+def spec_output_shapes(node: onnx.NodeProto, input_shapes: Sequence[Sequence[Any]]) -> list:
+    """A custom node's output shapes by its spec's rule, from the shapes of the inputs it has."""
+    spec = get_spec(node.op_type)
+    attrs, present = spec.parse_node_attributes(node_attrs(node))
+    given = iter(input_shapes)
+    ordered = [next(given) if (not t.optional or present[t.name]) else None for t in spec.inputs]
+    return spec.infer_shapes(ordered, attrs)
 
 
 def _annotate_once(model: onnx.ModelProto) -> bool:
@@ -122,11 +132,7 @@ def _annotate_once(model: onnx.ModelProto) -> bool:
         shapes = [_dims(known.get(name)) for name in node.input]
         if any(s is None for s in shapes):
             continue
-        spec = get_spec(node.op_type)
-        attrs, present = spec.parse_node_attributes(_node_attrs(node))
-        it = iter(shapes)
-        ordered = [next(it) if (not t.optional or present[t.name]) else None for t in spec.inputs]
-        out_shape = spec.infer_shapes(ordered, attrs)[0]
+        out_shape = spec_output_shapes(node, shapes)[0]
         elem = known[node.input[0]].type.tensor_type.elem_type
         dims = [d if isinstance(d, int) else d.expr if isinstance(d, SymDim) else None for d in out_shape]
         info = onnx.helper.make_tensor_value_info(node.output[0], elem, dims)

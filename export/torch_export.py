@@ -192,11 +192,7 @@ def _name_custom_node_dims(proto: onnx.ModelProto, dims: list[tuple[str, list[in
                 for dim, size in zip(info.type.tensor_type.shape.dim, sizes)):
             continue  # a size the symbolic run fixed but the exporter named dynamic: leave it to inference
         for dim, size in zip(info.type.tensor_type.shape.dim, sizes):
-            dim.Clear()
-            if isinstance(size, int):
-                dim.dim_value = size
-            else:
-                dim.dim_param = size
+            _set_dim(dim, size)
 
 
 def _name_output_dims(proto: onnx.ModelProto, dims: list[list[int | str]] | None) -> None:
@@ -209,13 +205,17 @@ def _name_output_dims(proto: onnx.ModelProto, dims: list[list[int | str]] | None
         if len(shape.dim) != len(sizes):
             continue
         for dim, size in zip(shape.dim, sizes):
-            if dim.HasField("dim_value") or (dim.dim_param and not is_placeholder_dim(dim.dim_param)):
-                continue
-            dim.Clear()
-            if isinstance(size, str):
-                dim.dim_param = size
-            else:
-                dim.dim_value = size
+            named = dim.HasField("dim_value") or (dim.dim_param and not is_placeholder_dim(dim.dim_param))
+            if not named:
+                _set_dim(dim, size)
+
+
+def _set_dim(dim: onnx.TensorShapeProto.Dimension, size: int | str) -> None:
+    dim.Clear()
+    if isinstance(size, int):
+        dim.dim_value = size
+    else:
+        dim.dim_param = size
 
 
 def _torch_export(model: torch.nn.Module, args: Sequence[torch.Tensor], options: ExportOptions) -> torch.export.ExportedProgram:
