@@ -129,3 +129,18 @@ def call_op(spec: OpSpec, tensors: Sequence[torch.Tensor | None], attrs: dict[st
     attrs = spec.normalize(attrs)
     op = getattr(torch.ops.dynconv, spec.torch_name)
     return op(*tensors, *[attrs[a.name] for a in spec.attributes])
+
+
+def attribute_sizes(tensor: torch.Tensor, *dims: int) -> list[int]:
+    """``tensor``'s sizes along ``dims`` as Python ints, for op attributes (kernel size, group
+    counts: fixed by the weights' shapes). Under the TorchScript tracer the sizes are read with
+    tracing paused: ``int()`` of a traced size records Size nodes that are then dropped and costs a
+    TracerWarning each (~0.25 ms, a sizeable share of a network's export)."""
+    if not torch.jit.is_tracing():
+        return [int(tensor.shape[d]) for d in dims]
+    state = torch._C._get_tracing_state()
+    torch._C._set_tracing_state(None)
+    try:
+        return [int(tensor.shape[d]) for d in dims]
+    finally:
+        torch._C._set_tracing_state(state)

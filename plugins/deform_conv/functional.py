@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DynconvError
-from ..registration import call_op, define_op
+from ..registration import attribute_sizes, call_op, define_op
 from ..sampling import as_dtype, bilinear_sample, split_coordinate
 from .spec import DEFORM_CONV2D
 
@@ -132,9 +132,10 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     for name, t in (("input", input), ("offset", offset), ("weight", weight)):
         if t.dim() != 4:
             raise DynconvError(f"{DEFORM_CONV2D.name}: {name} must be 4-D, got shape {list(t.shape)}")
-    kh, kw = int(weight.shape[2]), int(weight.shape[3])
-    groups = _infer_groups(int(input.shape[1]), int(weight.shape[1]), "groups", groups)
-    offset_groups = _infer_groups(int(offset.shape[1]), 2 * kh * kw, "offset_groups", offset_groups)
+    weight_channels, kh, kw = attribute_sizes(weight, 1, 2, 3)
+    (in_channels,), (offset_channels,) = attribute_sizes(input, 1), attribute_sizes(offset, 1)
+    groups = _infer_groups(in_channels, weight_channels, "groups", groups)
+    offset_groups = _infer_groups(offset_channels, 2 * kh * kw, "offset_groups", offset_groups)
     input, padding = pad_surplus(input, padding)
     return call_op(DEFORM_CONV2D, [input, weight, offset, mask, bias],
                    dict(stride=stride, padding=padding, dilation=dilation, groups=groups,

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from ..registration import call_op, define_op
+from ..registration import attribute_sizes, call_op, define_op
 from ..taps import pad_nchw, tap_slice, taps
 from .spec import DRCONV
 
@@ -47,8 +47,8 @@ define_op(DRCONV, drconv_reference)
 
 def _attrs(filters: torch.Tensor, stride: int | Sequence[int], padding: int | Sequence[int],
            dilation: int | Sequence[int]) -> dict:
-    return dict(kernel_size=[int(filters.shape[-2]), int(filters.shape[-1])], stride=stride, padding=padding,
-                dilation=dilation, region_num=int(filters.shape[1]))
+    regions, kh, kw = attribute_sizes(filters, 1, -2, -1)
+    return dict(kernel_size=[kh, kw], stride=stride, padding=padding, dilation=dilation, region_num=regions)
 
 
 def drconv(input: torch.Tensor, guide: torch.Tensor, filters: torch.Tensor, stride: int | Sequence[int] = 1,

@@ -28,8 +28,11 @@ def pooling_matrix(size: Any, bins: int, like: torch.Tensor) -> torch.Tensor:
 def adaptive_avg_pool2d(x: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
     """Same values as ``F.adaptive_avg_pool2d(x, output_size)`` for ``[N, C, H, W]`` input (up to rounding).
 
-    An axis pooled to size 1 is a plain mean (one ReduceMean node, e.g. 1x1 DRConv's filter generator).
+    An axis pooled to size 1 is a plain mean (one ReduceMean node for both, e.g. 1x1 DRConv's filter
+    generator).
     """
+    if tuple(output_size) == (1, 1):
+        return x.mean((-2, -1), keepdim=True)
     if output_size[0] == 1:
         x = x.mean(-2, keepdim=True)
     else:
