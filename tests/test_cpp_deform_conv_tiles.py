@@ -33,6 +33,19 @@ def set_smem_optin() -> Iterator[Callable[[int], None]]:
 
 
 @pytest.fixture
+def set_sm_count() -> Iterator[Callable[[int], None]]:
+    fn = _hook("dynconv_cpuref_deform_conv_set_sm_count")
+    yield fn
+    fn(-1)
+
+
+@pytest.fixture
+def largest_tiles(set_sm_count) -> None:
+    """The largest tile that fits, as on a device of unlimited SMs (the tests' maps are tiny)."""
+    set_sm_count(0)
+
+
+@pytest.fixture
 def set_workspace() -> Iterator[Callable[[int], None]]:
     fn = _hook("dynconv_cpuref_deform_conv_set_workspace")
     yield fn
@@ -51,7 +64,7 @@ def _inputs(cout: int, rng: np.random.Generator, n: int = 2, cin: int = 40, h: i
 
 
 @pytest.mark.parametrize("cout", [48, 96, 272])
-def test_slab_tiles_agree_across_device_limits(cout, set_smem_optin):
+def test_slab_tiles_agree_across_device_limits(cout, set_smem_optin, largest_tiles):
     """48: 64x256 / 64x128 / 64x64 tiles; 96: 128x128 / 128x64 / 64x64; 272: 256x128 (two channel tiles) /
     128x64 / 64x64."""
     arrays = _inputs(cout, np.random.default_rng(cout))
@@ -68,7 +81,7 @@ def test_slab_tiles_agree_across_device_limits(cout, set_smem_optin):
 
 @pytest.mark.parametrize("cout, fp16_io, cin", [(48, True, 40), (272, True, 40), (12, False, 40), (96, False, 40),
                                                 (48, True, 56), (96, True, 56)])
-def test_without_a_workspace_the_result_is_the_same(cout, fp16_io, cin, set_workspace):
+def test_without_a_workspace_the_result_is_the_same(cout, fp16_io, cin, set_workspace, largest_tiles):
     """No workspace (the mmcv-compat plugin): the slab tiles sample the NCHW input and the FMA tiles read
     the weights as given; same sums in the same order, so the same bits. cin 56 (offset groups of 28):
     chunks of 12 channels, vector and scalar, in the lane-pair (48: BM 64) and per-thread (96) NHWC fills."""
@@ -101,3 +114,28 @@ def test_fma_tiles_vector_stores_match_torch(cout):
         ref = torch.ops.dynconv.deform_conv2d(*[torch.from_numpy(a.astype(np.float64)) for a in arrays],
                                               *[norm[a.name] for a in spec.attributes]).numpy()
     assert float(np.abs(got - ref).max()) <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def _slab_kernel(cout: int, n: int, h: int, w: int, cin: int = 32) -> str:
+    from dynconv.plugins.perfmodel import trace_op
+
+    arrays = _inputs(cout, np.random.default_rng(0), n=n, cin=cin, h=h, w=w)
+    return [lc.kernel for lc in trace_op("deform_conv2d", arrays, ATTRS, fp16=True, picks=1)][-1]
+
+
+@pytest.mark.parametrize("cout, n, h, w, kernel", [
+    (128, 8, 28, 28, "dcn_slab_128x64"),    # 49 blocks of 128 pixels would leave 83 of 132 SMs idle
+    (128, 1, 100, 152, "dcn_slab_128x128"),  # 119 blocks: halving the tile takes two waves, no gain
+    (64, 32, 56, 56, "dcn_slab_64x256"),    # 392 blocks: three waves of 256 or six of 128, a tie
+    (64, 2, 40, 40, "dcn_slab_64x64"),      # 13 blocks of 256 pixels; 50 of 64
+    (256, 1, 25, 38, "dcn_slab_256x128"),   # the only tile covering 256 channels
+])
+def test_slab_tile_fills_the_sms(cout, n, h, w, kernel):
+    assert _slab_kernel(cout, n, h, w) == kernel
+
+
+def test_the_tile_chosen_for_the_sms_gives_the_same_bits(set_sm_count):
+    arrays = _inputs(96, np.random.default_rng(5), n=2, cin=40, h=12, w=12)
+    filled = native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=True)  # 288 pixels: five 128x64 tiles
+    set_sm_count(0)  # three 128x128 tiles
+    np.testing.assert_array_equal(native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=True), filled)

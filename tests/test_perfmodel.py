@@ -175,3 +175,41 @@ def test_design_floor_terms():
     assert design.terms["gather sectors"] == pytest.approx(1000 / (4 * H200.sms * H200.clock_hz))
     assert design.seconds >= op.seconds
     assert design_floor(op_floor(1e6, 1e9, False, H200), 1e9, False, None, H200).terms.keys() == {"bytes", "work"}
+
+
+def test_smooth_guide_regions_are_blobs_and_the_iid_guide_scatters_them():
+    from dynconv.plugins.perfmodel.cases import smooth_guide
+
+    def same_region_neighbours(guide: np.ndarray) -> float:
+        region = guide.argmax(1)
+        return float(np.mean(region[..., 1:] == region[..., :-1]))
+
+    rng = np.random.default_rng(0)
+    smooth = smooth_guide(rng, 2, 4, 56, 56)
+    assert smooth.shape == (2, 4, 56, 56) and smooth.dtype == np.float32
+    assert same_region_neighbours(smooth) > 0.85
+    assert same_region_neighbours(rng.standard_normal((2, 4, 56, 56))) < 0.35
+    regions = np.bincount(smooth.argmax(1).ravel(), minlength=4) / smooth[:, 0].size
+    assert regions.min() > 0.1  # every region holds a share of the map
+
+
+def test_sm_fill_counts_the_busiest_sm():
+    from dynconv.plugins.perfmodel.roofline import sm_fill
+
+    assert sm_fill(132, H200) == 1.0 and sm_fill(264, H200) == 1.0
+    assert sm_fill(49, H200) == pytest.approx(49 / 132)
+    assert sm_fill(133, H200) == pytest.approx(133 / 264)  # one block more: a second wave
+    assert sm_fill(392, H200) == pytest.approx(392 / 396)
+
+
+def test_a_grid_smaller_than_the_gpu_takes_longer_per_block():
+    from dataclasses import replace
+
+    from dynconv.plugins.perfmodel import predict_launch
+
+    lc = trace_planted("bank_conflict_32")
+    full = predict_launch(replace(lc, blocks_total=H200.sms, blocks_traced=1), H200, 0.0)
+    part = predict_launch(replace(lc, blocks_total=H200.sms // 4, blocks_traced=1), H200, 0.0)
+    # a quarter of the blocks: a quarter of the shared-memory work, on a quarter of the SMs
+    assert part.terms["smem"] == pytest.approx(full.terms["smem"])
+    assert part.limiter == "smem"

@@ -12,7 +12,7 @@ BENCH_SHAPES: list[tuple[int, int, int, int]] = [(1, 256, 100, 152), (8, 128, 28
 
 @dataclass(frozen=True)
 class BenchOp:
-    label: str        #: table name (dcnv2, dcnv1, dcnv3, ddf, involution, drconv)
+    label: str        #: table name (dcnv2, dcnv1, dcnv3, ddf, involution, drconv, drconv_smooth)
     op: str           #: torch name of the op in the CPU reference
     yardstick: str    #: "conv" or "depthwise"
     target: float     #: the README's promised ratio to the yardstick
@@ -60,10 +60,31 @@ def _involution(shape, rng):
         dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=c // 16)
 
 
-def _drconv(shape, rng):
-    n, c, h, w = shape
-    return [_randn(rng, n, c, h, w), _randn(rng, n, 4, h, w), _randn(rng, n, 4, c, c, 3, 3, scale=(9 * c) ** -0.5)], \
-        dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=4)
+def _drconv_with(guide: Callable[[np.random.Generator, int, int, int, int], np.ndarray]):
+    def make(shape, rng):
+        n, c, h, w = shape
+        return [_randn(rng, n, c, h, w), guide(rng, n, 4, h, w), _randn(rng, n, 4, c, c, 3, 3, scale=(9 * c) ** -0.5)], \
+            dict(kernel_size=[3, 3], stride=[1, 1], padding=[1, 1], dilation=[1, 1], region_num=4)
+    return make
+
+
+def smooth_guide(rng: np.random.Generator, n: int, m: int, h: int, w: int, cell: int = 8) -> np.ndarray:
+    """``[n, m, h, w]`` region logits drawn on a grid of ``cell``-pixel steps and bilinearly interpolated:
+    each region's pixels form blobs a few cells wide, as a trained guide's segments do (an i.i.d. guide
+    scatters every region over the whole map, the worst case for the GEMM's gathers)."""
+    coarse = rng.standard_normal((n, m, h // cell + 2, w // cell + 2))
+
+    def axis(size: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.arange(size) / cell
+        return pos.astype(np.int64), (pos - np.floor(pos))
+
+    (y0, fy), (x0, fx) = axis(h), axis(w)
+    rows = coarse[:, :, y0] * (1 - fy)[:, None] + coarse[:, :, y0 + 1] * fy[:, None]
+    return (rows[..., x0] * (1 - fx) + rows[..., x0 + 1] * fx).astype(np.float32)
+
+
+def _iid_guide(rng: np.random.Generator, n: int, m: int, h: int, w: int) -> np.ndarray:
+    return _randn(rng, n, m, h, w)
 
 
 def _conv_macs(s):
@@ -80,7 +101,8 @@ BENCH_OPS: list[BenchOp] = [
     BenchOp("dcnv3", "dcnv3", "depthwise", 2.0, _dcnv3, _dw_macs),
     BenchOp("ddf", "ddf", "depthwise", 1.5, _ddf, _dw_macs),
     BenchOp("involution", "involution", "depthwise", 1.5, _involution, _dw_macs),
-    BenchOp("drconv", "drconv", "conv", 1.5, _drconv, _conv_macs),
+    BenchOp("drconv", "drconv", "conv", 1.5, _drconv_with(_iid_guide), _conv_macs),
+    BenchOp("drconv_smooth", "drconv", "conv", 1.5, _drconv_with(smooth_guide), _conv_macs),
 ]
 
 

@@ -25,15 +25,27 @@ class Bound:
         return max(self.terms, key=self.terms.get) if self.terms else "-"
 
 
+def sm_fill(blocks: int, gpu: Gpu) -> float:
+    """Share of the GPU's SM throughput a launch of ``blocks`` equal blocks gets: the busiest SM runs
+    ``ceil(blocks / SMs)`` of them, so the launch lasts as if ``blocks / ceil(blocks / SMs)`` SMs
+    shared all the work (49 blocks on 132 SMs: 0.37; 150 blocks: 0.57; 392 blocks: 0.99)."""
+    if blocks <= 0:
+        return 1.0
+    return blocks / (-(-blocks // gpu.sms) * gpu.sms)
+
+
 def predict_launch(lc: LaunchCounters, gpu: Gpu, dram_bytes: float) -> Bound:
-    """Bound of one launch; `dram_bytes`: its compulsory DRAM traffic (the traced footprint has no cross-block reuse)."""
+    """Bound of one launch; `dram_bytes`: its compulsory DRAM traffic (the traced footprint has no cross-block
+    reuse). The per-SM terms (L1, shared memory, FMA, MMA) run on the SMs the grid fills (:func:`sm_fill`);
+    DRAM bandwidth is shared by the whole chip."""
     global_sectors = lc.space_total("global")
+    fill = sm_fill(lc.blocks_total, gpu)
     return Bound({
         "dram": dram_bytes / gpu.dram_bytes_per_s,
-        "l1": global_sectors / gpu.per_s(gpu.l1_sectors_per_clk),
-        "smem": lc.space_total("shared") / gpu.per_s(gpu.smem_wavefronts_per_clk),
-        "fma": lc.total("fma") / gpu.per_s(gpu.fp32_fma_per_clk),
-        "mma": lc.total("mma") * 4096 / gpu.per_s(gpu.fp16_mma_fma_per_clk * gpu.mma_sync_fraction),
+        "l1": global_sectors / (gpu.per_s(gpu.l1_sectors_per_clk) * fill),
+        "smem": lc.space_total("shared") / (gpu.per_s(gpu.smem_wavefronts_per_clk) * fill),
+        "fma": lc.total("fma") / (gpu.per_s(gpu.fp32_fma_per_clk) * fill),
+        "mma": lc.total("mma") * 4096 / (gpu.per_s(gpu.fp16_mma_fma_per_clk * gpu.mma_sync_fraction) * fill),
     })
 
 

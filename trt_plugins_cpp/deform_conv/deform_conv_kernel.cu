@@ -55,6 +55,23 @@ int device_smem_optin() {
     return bytes;
 }
 
+//! SMs of the current device (the slab tile choice fills them); 0 if the query fails (largest tile).
+int device_sm_count() {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return sms;
+}
+
+//! The kernel a problem runs on the current device.
+DcKernel device_kernel_choice(const DeformConvParams& p, bool fp16) {
+    return fp16 ? deform_conv_kernel_choice(p, true, device_smem_optin(), device_sm_count())
+                : deform_conv_kernel_choice(p, false, 0, 0);
+}
+
 //! Launches the slab kernel of tile Cfg with its dynamic shared memory (opted in per launch: the attribute
 //! is per device, and the call is cheap next to the kernel). With a workspace (deform_conv_workspace_size)
 //! it first copies the input to NHWC there and samples the copy; without, it samples the NCHW input.
@@ -144,8 +161,7 @@ cudaError_t dispatch(const void* x, const void* w, const void* off, const void* 
                        p.with_mask ? static_cast<const T*>(mask) : nullptr,
                        p.with_bias ? static_cast<const T*>(bias) : nullptr, static_cast<T*>(out)};
     const bool fp16 = std::is_same<T, __half>::value;
-    return launch_choice<T>(deform_conv_kernel_choice(p, fp16, fp16 ? device_smem_optin() : 0), io, p, stream,
-                            workspace);
+    return launch_choice<T>(device_kernel_choice(p, fp16), io, p, stream, workspace);
 }
 
 } // namespace
@@ -153,7 +169,7 @@ cudaError_t dispatch(const void* x, const void* w, const void* off, const void* 
 size_t deform_conv_workspace_size(const DeformConvParams& p, IoType type) {
     const bool fp16 = type == IoType::kFloat16;
     const size_t elem = fp16 ? sizeof(__half) : sizeof(float);
-    if (dc_is_slab(deform_conv_kernel_choice(p, fp16, fp16 ? device_smem_optin() : 0)))
+    if (dc_is_slab(device_kernel_choice(p, fp16)))
         return size_t(p.N) * size_t(p.Cin) * size_t(p.H) * size_t(p.W) * elem;  // NHWC input
     return size_t(p.Cout) * size_t(p.Cin / p.groups) * size_t(p.kh) * size_t(p.kw) * elem;  // transposed weights
 }

@@ -514,28 +514,63 @@ DYNCONV_HD DeformConvParams dc_weight_transpose_params(const DeformConvParams& p
 }
 
 //! Which tile config runs a problem. FP16 I/O with >= 32 output channels per group and at most
-//! kDcMmaMaxTaps taps takes the tensor-core path: the largest slab tile whose dynamic shared memory fits
-//! the device's opt-in limit `smem_optin` (all of sm_75 and newer fit DcSlabCompact). Otherwise, or
-//! without that much shared memory, the FP32-FMA tile sized for the output channels per group.
+//! kDcMmaMaxTaps taps takes the tensor-core path: the largest slab tile covering the group's output
+//! channels whose dynamic shared memory fits the device's opt-in limit `smem_optin` (all of sm_75 and
+//! newer fit DcSlabCompact), or a tile of fewer pixels when that fills more of the device's `sm_count`
+//! SMs (dc_slab_span; sm_count <= 0: the largest tile regardless). Otherwise, or without that much
+//! shared memory, the FP32-FMA tile sized for the output channels per group.
 enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kFma128, kFma256, kSlabWide, kSlabMid, kSlabTall,
                             kSlabMid64, kSlabCompact, kSlabTall256 };
 
 constexpr int kDcSmemOptinSm90 = 227 * 1024;  // the CPU reference and tracer run the sm_90 choice by default
+constexpr int kDcSmCountH200 = 132;
 
 template <class Cfg>
 DYNCONV_HD bool dc_slab_fits(int smem_optin) {
     return int(sizeof(DcSlabSmem<Cfg>)) <= smem_optin;
 }
 
-DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io, int smem_optin = kDcSmemOptinSm90) {
+//! How long a launch of tile Cfg lasts in units of one block-pixel on one SM: the busiest of `sm_count`
+//! SMs runs ceil(blocks / sm_count) blocks of BN pixels each (8x128x28x28 on 132 SMs: 49 blocks of 128
+//! pixels leave 83 SMs idle; 98 blocks of 64 pixels still run in one wave, each SM on half the pixels).
+template <class Cfg>
+DYNCONV_HD long long dc_slab_span(const DeformConvParams& p, int sm_count) {
+    const long long blocks = dc_grid_x<Cfg>(p) * dc_grid_y<Cfg>(p);
+    return (blocks + sm_count - 1) / sm_count * Cfg::BN;
+}
+
+//! `kind` (tile Cfg) replaces `best` when it fits and its launch is shorter; ties keep `best`, the tile
+//! of more pixels (fewer weight reads per pixel).
+template <class Cfg>
+DYNCONV_HD void dc_consider(const DeformConvParams& p, int sm_count, int smem_optin, DcKernel kind, DcKernel& best,
+                            long long& best_span) {
+    if (!dc_slab_fits<Cfg>(smem_optin)) return;
+    const long long span = sm_count > 0 ? dc_slab_span<Cfg>(p, sm_count) : 0;
+    if (best_span < 0 || span < best_span) {
+        best = kind;
+        best_span = span;
+    }
+}
+
+DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io, int smem_optin = kDcSmemOptinSm90,
+                                              int sm_count = kDcSmCountH200) {
     const int cog = p.Cout / p.groups;
     if (fp16_io && cog >= 32 && p.kh * p.kw <= kDcMmaMaxTaps) {
-        if (cog > 128 && dc_slab_fits<DcSlabWide>(smem_optin)) return DcKernel::kSlabWide;
-        if (cog > 64 && cog <= 128 && dc_slab_fits<DcSlabMid>(smem_optin)) return DcKernel::kSlabMid;
-        if (cog <= 64 && dc_slab_fits<DcSlabTall256>(smem_optin)) return DcKernel::kSlabTall256;
-        if (cog <= 64 && dc_slab_fits<DcSlabTall>(smem_optin)) return DcKernel::kSlabTall;
-        if (cog > 64 && dc_slab_fits<DcSlabMid64>(smem_optin)) return DcKernel::kSlabMid64;
-        if (dc_slab_fits<DcSlabCompact>(smem_optin)) return DcKernel::kSlabCompact;
+        DcKernel best = DcKernel::kSlabCompact;
+        long long span = -1;  // none yet
+        if (cog > 128) {
+            dc_consider<DcSlabWide>(p, sm_count, smem_optin, DcKernel::kSlabWide, best, span);
+        } else if (cog > 64) {
+            dc_consider<DcSlabMid>(p, sm_count, smem_optin, DcKernel::kSlabMid, best, span);
+        } else {
+            dc_consider<DcSlabTall256>(p, sm_count, smem_optin, DcKernel::kSlabTall256, best, span);
+            dc_consider<DcSlabTall>(p, sm_count, smem_optin, DcKernel::kSlabTall, best, span);
+        }
+        // a tile covering a group's channels (BM >= cog up to 128) resamples nothing
+        if (cog > 64 && (cog <= 128 || span < 0))
+            dc_consider<DcSlabMid64>(p, sm_count, smem_optin, DcKernel::kSlabMid64, best, span);
+        if (cog <= 64 || span < 0) dc_consider<DcSlabCompact>(p, sm_count, smem_optin, DcKernel::kSlabCompact, best, span);
+        if (span >= 0) return best;
     }
     if (cog > 128) return DcKernel::kFma256;
     if (cog > 64) return DcKernel::kFma128;
