@@ -4,6 +4,9 @@ accesses are conflict-free, and the FP16 result matches the FP32 path within FP1
 
 from __future__ import annotations
 
+import ctypes
+from typing import Callable, Iterator
+
 import numpy as np
 import pytest
 
@@ -18,9 +21,21 @@ def _inputs(n: int, c: int, h: int, w: int, o: int, m: int, rng: np.random.Gener
             rng.standard_normal((n, m, o, c, 3, 3)).astype(np.float32)]
 
 
-# (C, O, tile rows BM, tile columns BN, chunk BK): O > 64 takes the 128x128 tile, 32 <= O <= 64 the 64x256 one
-@pytest.mark.parametrize("c, o, bm, bn, bk", [(8, 96, 128, 128, 32), (8, 40, 64, 256, 16)])
-def test_mma_work_is_the_listed_pixels_in_16_column_fragments(c, o, bm, bn, bk):
+@pytest.fixture
+def sm_count() -> Iterator[Callable[[int], None]]:
+    fn = native.cpuref_library().dynconv_cpuref_drconv_set_sm_count
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = None
+    yield fn
+    fn(-1)
+
+
+# (C, O, SMs, tile rows BM, tile columns BN, chunk BK): O > 64 takes the 128x128 tile, 32 <= O <= 64 the
+# 64x256 one; on the H200's 132 SMs this small map takes their half-width twins (SMs 0: the full tiles)
+@pytest.mark.parametrize("c, o, sms, bm, bn, bk", [(8, 96, 0, 128, 128, 32), (8, 40, 0, 64, 256, 16),
+                                                   (8, 96, 132, 128, 64, 32), (8, 40, 132, 64, 128, 16)])
+def test_mma_work_is_the_listed_pixels_in_16_column_fragments(c, o, sms, bm, bn, bk, sm_count):
+    sm_count(sms)
     n, h, w, m = 2, 13, 21, 3
     inputs = _inputs(n, c, h, w, o, m, np.random.default_rng(o))
     launches = trace_op("drconv", inputs, dict(ATTRS, region_num=m), fp16=True, picks=10**6)
@@ -45,3 +60,15 @@ def test_fp16_gemm_matches_the_fp32_path():
     fp16 = native.run_reference("drconv", inputs, attrs, fp16_io=True)
     # FP16-exact operands, FP32 sums in another order: only summation-order differences
     assert np.abs(fp16 - fp32).max() <= 1e-4 * np.abs(fp32).max()
+
+
+@pytest.mark.parametrize("o", [96, 40])
+def test_the_half_width_tiles_give_the_same_bits(o, sm_count):
+    """Tiles of another width list the pixels in other units and cut the lists elsewhere, but every output
+    pixel still sums its C*9 products in the same chunk order."""
+    inputs = [a.astype(np.float16).astype(np.float32) for a in _inputs(2, 16, 13, 21, o, 3, np.random.default_rng(o))]
+    attrs = dict(ATTRS, region_num=3)
+    half = native.run_reference("drconv", inputs, attrs, fp16_io=True)
+    sm_count(0)
+    np.testing.assert_array_equal(native.run_reference("drconv", inputs, attrs, fp16_io=True), half)
+

@@ -33,6 +33,16 @@ cudaError_t launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, cudaStrea
     return err;
 }
 
+//! SMs of the current device (the tile choices fill them); 0 if the query fails (the largest tile).
+inline int device_sm_count() {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return sms;
+}
+
 //! Threads the current device keeps resident at full occupancy (SMs x max threads per SM). Query it once
 //! (plugin initialize) and pass it to launchers that size their work by it.
 inline cudaError_t resident_threads(long long* threads) {

@@ -55,17 +55,6 @@ int device_smem_optin() {
     return bytes;
 }
 
-//! SMs of the current device (the slab tile choice fills them); 0 if the query fails (largest tile).
-int device_sm_count() {
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return 0;
-    }
-    return sms;
-}
-
 //! The kernel a problem runs on the current device.
 DcKernel device_kernel_choice(const DeformConvParams& p, bool fp16) {
     return fp16 ? deform_conv_kernel_choice(p, true, device_smem_optin(), device_sm_count())

@@ -133,6 +133,8 @@ Shape deform_conv_run_params(DeformConvParams p, const std::vector<Shape>& shape
     return o;
 }
 
+int deform_conv_cpu_sm_count() { return g_cpu_sm_count; }
+
 Shape deform_conv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out) {
     return deform_conv_run_params(deform_conv_params(a), shapes, in, out);
 }
@@ -150,7 +152,7 @@ extern "C" void dynconv_cpuref_deform_conv_set_smem_optin(int bytes) {
     dynconv::g_cpu_smem_optin = bytes > 0 ? bytes : dynconv::kDcSmemOptinSm90;
 }
 
-//! Test hook (CPU reference library): CPU runs of FP16 I/O pick the slab tile a device with `sms` SMs runs
+//! Test hook (CPU reference library): CPU runs and traces of FP16 I/O pick the slab tile a device with `sms` SMs runs
 //! (0: the largest tile that fits, regardless of how many SMs its grid fills; -1 restores the H200's 132).
 extern "C" void dynconv_cpuref_deform_conv_set_sm_count(int sms) {
     dynconv::g_cpu_sm_count = sms < 0 ? dynconv::kDcSmCountH200 : sms;

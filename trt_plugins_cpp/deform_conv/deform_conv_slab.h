@@ -539,14 +539,16 @@ DYNCONV_HD long long dc_slab_span(const DeformConvParams& p, int sm_count) {
     return (blocks + sm_count - 1) / sm_count * Cfg::BN;
 }
 
-//! `kind` (tile Cfg) replaces `best` when it fits and its launch is shorter; ties keep `best`, the tile
-//! of more pixels (fewer weight reads per pixel).
+//! `kind` (tile Cfg, fewer pixels than the tiles considered before it) replaces `best` when it fits and
+//! its launch is at most 2/3 as long: a smaller tile reads the weights more often per pixel and feeds its
+//! MMAs from more fragment loads, which by the performance model ate gains of a quarter (8x64x56x56:
+//! 64x64 tiles 10.9 us where 64x256 takes 9.7) and kept those of a half (2x128x50x76: 8.2 vs 12.1).
 template <class Cfg>
 DYNCONV_HD void dc_consider(const DeformConvParams& p, int sm_count, int smem_optin, DcKernel kind, DcKernel& best,
                             long long& best_span) {
     if (!dc_slab_fits<Cfg>(smem_optin)) return;
     const long long span = sm_count > 0 ? dc_slab_span<Cfg>(p, sm_count) : 0;
-    if (best_span < 0 || span < best_span) {
+    if (best_span < 0 || (sm_count > 0 && 3 * span <= 2 * best_span)) {
         best = kind;
         best_span = span;
     }

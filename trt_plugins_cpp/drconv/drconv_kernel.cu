@@ -90,6 +90,9 @@ cudaError_t launch_gemm<__half>(DrKernel kernel, const __half* x, const __half* 
     case DrKernel::kFmaSmall: return launch<DrTileSmall>(drconv_gemm_kernel<DrTileSmall, __half>, x, filters, out, l, p, stream);
     case DrKernel::kMmaWide: return launch<DrMmaTileWide>(drconv_mma_kernel<DrMmaTileWide>, x, filters, out, l, p, stream);
     case DrKernel::kMmaTall: return launch<DrMmaTileTall>(drconv_mma_kernel<DrMmaTileTall>, x, filters, out, l, p, stream);
+    case DrKernel::kMmaNarrow:
+        return launch<DrMmaTileNarrow>(drconv_mma_kernel<DrMmaTileNarrow>, x, filters, out, l, p, stream);
+    case DrKernel::kMmaShort: return launch<DrMmaTileShort>(drconv_mma_kernel<DrMmaTileShort>, x, filters, out, l, p, stream);
     }
     return cudaErrorInvalidValue;
 }
@@ -98,7 +101,7 @@ template <typename T>
 cudaError_t dispatch(const void* x, const void* guide, const void* filters, void* out, void* workspace,
                      const DrconvParams& p, cudaStream_t stream) {
     const DrLists l = drconv_lists(p, static_cast<int*>(workspace));
-    const DrKernel kernel = drconv_kernel_choice(p, std::is_same<T, __half>::value);
+    const DrKernel kernel = drconv_kernel_choice(p, std::is_same<T, __half>::value, device_sm_count());
     DYNCONV_CUDA_TRY(list_pixels(static_cast<const T*>(guide), l, p, drconv_tile_pixels(kernel), stream));
     return launch_gemm<T>(kernel, static_cast<const T*>(x), static_cast<const T*>(filters), static_cast<T*>(out), l, p,
                           stream);

@@ -29,11 +29,35 @@ using DrTileSmall = DrTile<16, 128, 2, 4>;  // O <= 16
 
 using DrMmaTileWide = DrMmaTile<128, 128, 32>;  // FP16, O > 64: 2 x 2 warps of 64 x 64
 using DrMmaTileTall = DrMmaTile<64, 256, 16>;   // FP16, 32 <= O <= 64: 1 x 4 warps of 64 x 64
+using DrMmaTileNarrow = DrMmaTile<128, 64, 32>; // FP16, O > 64, grids short of the SMs: 2 x 1 warps
+using DrMmaTileShort = DrMmaTile<64, 128, 16>;  // FP16, 32 <= O <= 64, grids short of the SMs: 1 x 2 warps
 
-enum class DrKernel : int { kFmaLarge, kFmaSmall, kMmaWide, kMmaTall };
+enum class DrKernel : int { kFmaLarge, kFmaSmall, kMmaWide, kMmaTall, kMmaNarrow, kMmaShort };
 
-DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io) {
-    if (fp16_io && p.O >= 32) return p.O > 64 ? DrKernel::kMmaWide : DrKernel::kMmaTall;
+constexpr int kDrSmCountH200 = 132;
+
+//! How long the GEMM pass lasts with BN-pixel tiles of BM channels, in block-pixels on the busiest of
+//! `sm_count` SMs, for the tiles expected before the lists exist: every (sample, region) list's pixels in
+//! BN units plus half a partial tile per list.
+DYNCONV_HD long long drconv_span(const DrconvParams& p, int bm, int bn, int sm_count) {
+    const long long pixels = static_cast<long long>(p.N) * p.Ho * p.Wo;
+    const long long tiles = ((pixels + bn - 1) / bn + (static_cast<long long>(p.N) * p.m + 1) / 2) * ((p.O + bm - 1) / bm);
+    return (tiles + sm_count - 1) / sm_count * bn;
+}
+
+//! FP16 I/O with >= 32 output channels: the tensor-core tile for the channel count, or its half-width
+//! twin where that shortens the pass to 2/3 or less on the device's `sm_count` SMs (sm_count <= 0: the
+//! full tile regardless). By the performance model, 8x128x28x28: 128x64 tiles 4.3 us, 128x128 7.1; at
+//! 32x64x56x56 the half tiles' 7 waves against 4 gain too little (64x128 16.4 us, 64x256 15.1).
+DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io, int sm_count = kDrSmCountH200) {
+    if (fp16_io && p.O >= 32) {
+        const bool wide = p.O > 64;
+        const int bm = wide ? DrMmaTileWide::BM : DrMmaTileTall::BM;
+        const int full = wide ? DrMmaTileWide::BN : DrMmaTileTall::BN, half = wide ? DrMmaTileNarrow::BN : DrMmaTileShort::BN;
+        if (sm_count > 0 && 3 * drconv_span(p, bm, half, sm_count) <= 2 * drconv_span(p, bm, full, sm_count))
+            return wide ? DrKernel::kMmaNarrow : DrKernel::kMmaShort;
+        return wide ? DrKernel::kMmaWide : DrKernel::kMmaTall;
+    }
     return p.O > 16 ? DrKernel::kFmaLarge : DrKernel::kFmaSmall;
 }
 
@@ -43,6 +67,8 @@ DYNCONV_HD int drconv_tile_pixels(DrKernel k) {
     case DrKernel::kFmaLarge: return DrTileLarge::BN;
     case DrKernel::kFmaSmall: return DrTileSmall::BN;
     case DrKernel::kMmaWide: return DrMmaTileWide::BN;
+    case DrKernel::kMmaNarrow: return DrMmaTileNarrow::BN;
+    case DrKernel::kMmaShort: return DrMmaTileShort::BN;
     default: return DrMmaTileTall::BN;
     }
 }
@@ -53,6 +79,8 @@ inline const char* drconv_kernel_name(DrKernel k) {
     case DrKernel::kFmaLarge: return "drconv_fma_64x64";
     case DrKernel::kFmaSmall: return "drconv_fma_16x128";
     case DrKernel::kMmaWide: return "drconv_mma_128x128";
+    case DrKernel::kMmaNarrow: return "drconv_mma_128x64";
+    case DrKernel::kMmaShort: return "drconv_mma_64x128";
     default: return "drconv_mma_64x256";
     }
 }
