@@ -129,6 +129,8 @@ def _slab_kernel(cout: int, n: int, h: int, w: int, cin: int = 32) -> str:
     (64, 32, 56, 56, "dcn_slab_64x256"),    # 392 blocks: three waves of 256 or six of 128, a tie
     (64, 2, 40, 40, "dcn_slab_64x64"),      # 13 blocks of 256 pixels; 50 of 64
     (256, 1, 25, 38, "dcn_slab_256x128"),   # the only tile covering 256 channels
+    (64, 1, 32766, 2, "dcn_slab_64x256"),    # the tallest map whose corners the slabs pack in 16 bits
+    (64, 1, 32767, 2, "dcn_fma_64x64"),      # taller: the FP32-FMA tile
 ])
 def test_slab_tile_fills_the_sms(cout, n, h, w, kernel):
     assert _slab_kernel(cout, n, h, w) == kernel

@@ -1,6 +1,6 @@
 // Tensor-core DCNv1/v2 for FP16 I/O with the whole reduction slab of a chunk in shared memory (dynamic
-// shared memory above 48 KB; the tile is the largest the device's opt-in limit allows, from 218 KB on
-// sm_90 down to 58 KB on sm_75): the implicit GEMM of deform_conv_math.h,
+// shared memory above 48 KB; the tile is the largest the device's opt-in limit allows, from 186 KB on
+// sm_90 down to 51 KB on sm_75): the implicit GEMM of deform_conv_math.h,
 //   Out[o, p] = sum_r A[o, r] * B[r, p],   r = c * taps + tap  (the weight's own [Cout, Cin/groups, kh*kw] order),
 // with FP16 operands (samples computed in FP32, rounded once) and FP32 accumulation in WMMA warp tiles.
 //
@@ -54,9 +54,9 @@ struct DcSlabTile {
 };
 using DcSlabWide = DcSlabTile<256, 128, 64, 64>;  // 128 < Cout/groups (one tile up to 256)
 using DcSlabMid = DcSlabTile<128, 128, 64, 32>;  // 64 < Cout/groups <= 128
-using DcSlabTall256 = DcSlabTile<64, 256, 64, 32>;  // 32 <= Cout/groups <= 64 (218 KB: sm_90)
+using DcSlabTall256 = DcSlabTile<64, 256, 64, 32>;  // 32 <= Cout/groups <= 64 (186 KB: sm_90)
 using DcSlabTall = DcSlabTile<64, 128, 32, 32>;  // 32 <= Cout/groups <= 64
-// smaller tiles for devices with less shared memory per block (sm_86/89: 99 KB, sm_75: 64 KB)
+// smaller tiles for devices with less shared memory per block (sm_86/89: 99 KB, sm_75: 64 KB; 64x128 fits 99 KB)
 using DcSlabMid64 = DcSlabTile<128, 64, 32, 32>;    // 64 < Cout/groups
 using DcSlabCompact = DcSlabTile<64, 64, 32, 16>;   // any Cout/groups >= 32
 
@@ -68,9 +68,27 @@ struct DcSlabSmem {
     } u;
     alignas(32) MmaHalf b[Cfg::KMAX][Cfg::LDB];      // B: samples of the chunk, [c * taps + tap][pixel]
     alignas(16) float tw[kDcMmaMaxTaps][4][Cfg::BN];  // bilinear descriptors of the segment, per (tap, pixel)
-    alignas(16) int tidx[kDcMmaMaxTaps][4][Cfg::BN];
+    alignas(16) int tpos[kDcMmaMaxTaps][Cfg::BN];     // top-left corner of each sample (dc_corner_origin)
     alignas(16) int img[Cfg::BN];                                // image index n of each pixel (-1: past the end)
 };
+
+//! A sample's four corners as one int in shared memory instead of four indices: the top-left corner
+//! (y0, x0) = (floor(y), floor(x)) packed as (y0 + 1) << 16 | (x0 + 1), or -1 where bilinear_tap reads
+//! nothing (the point outside -1 < y < H, -1 < x < W). Needs H <= kDcMaxSlabH, W <= kDcMaxSlabW.
+constexpr int kDcMaxSlabH = 32766, kDcMaxSlabW = 65534;
+
+DYNCONV_HD int dc_corner_origin(int H, int W, float y, float x) {
+    if (!(y > -1.f && y < float(H) && x > -1.f && x < float(W))) return -1;
+    return ((int(floorf(y)) + 1) << 16) | (int(floorf(x)) + 1);
+}
+
+//! Corner q (0: top-left, 1: top-right, 2: bottom-left, 3: bottom-right) of a packed origin: its index
+//! y * W + x in the image plane, or -1 outside the image, exactly as bilinear_tap lists it.
+DYNCONV_HD int dc_corner_index(int pos, int q, int H, int W) {
+    if (pos < 0) return -1;
+    const int y = (pos >> 16) - 1 + (q >> 1), x = (pos & 0xffff) - 1 + (q & 1);
+    return y >= 0 && y < H && x >= 0 && x < W ? y * W + x : -1;
+}
 
 //! Thread t computes the descriptors of (tap, pixel) pairs t, t + 256, ... for offset group og.
 template <class Cfg, typename T>
@@ -81,7 +99,7 @@ DYNCONV_HD void dc_slab_descriptors(const DeformConvParams& p, const DcPtrs<T>& 
     for (int e = t; e < taps * Cfg::BN; e += Cfg::kThreads) {
         const int tap = e / Cfg::BN, pp = e % Cfg::BN, q = p0 + pp;
         BilinearTap b;
-        int n = -1;
+        int n = -1, pos = -1;
         if (q < total) {
             n = q / hw_out;
             const int rem = q - n * hw_out, i = rem / p.Wo, j = rem - (rem / p.Wo) * p.Wo;
@@ -95,15 +113,14 @@ DYNCONV_HD void dc_slab_descriptors(const DeformConvParams& p, const DcPtrs<T>& 
             const float y = float(i * p.sh - p.ph + (tap / p.kw) * p.dh) + dy;
             const float x = float(j * p.sw - p.pw + (tap % p.kw) * p.dw) + dx;
             b = bilinear_tap(p.H, p.W, y, x, m);
+            pos = dc_corner_origin(p.H, p.W, y, x);
             trace_count(TraceCounter::kDescriptors, 1);
         } else {
             for (int c = 0; c < 4; ++c) { b.idx[c] = -1; b.w[c] = 0.f; }
         }
         if (tap == 0) DYNCONV_STS(&sm.img[pp], n);
-        for (int c = 0; c < 4; ++c) {
-            DYNCONV_STS(&sm.tidx[tap][c][pp], b.idx[c]);
-            DYNCONV_STS(&sm.tw[tap][c][pp], b.w[c]);
-        }
+        DYNCONV_STS(&sm.tpos[tap][pp], pos);
+        for (int c = 0; c < 4; ++c) DYNCONV_STS(&sm.tw[tap][c][pp], b.w[c]);
     }
 }
 
@@ -172,8 +189,9 @@ DYNCONV_HD void dc_slab_fill_nchw(const DeformConvParams& p, const DcPtrs<T>& io
         const int tap = e / Cfg::BN, pp = e % Cfg::BN;
         DcPixelTap d;
         d.n = DYNCONV_LDS(&sm.img[pp]);
+        const int pos = DYNCONV_LDS(&sm.tpos[tap][pp]);
         for (int q = 0; q < 4; ++q) {
-            d.idx[q] = DYNCONV_LDS(&sm.tidx[tap][q][pp]);
+            d.idx[q] = dc_corner_index(pos, q, p.H, p.W);
             d.w[q] = DYNCONV_LDS(&sm.tw[tap][q][pp]);
         }
         for (int c = 0; c < Cfg::CK; ++c)
@@ -249,10 +267,13 @@ DYNCONV_HD void dc_slab_fill_nhwc_pairs(const DeformConvParams& p, const T* xt, 
         const int tap = e / kPairs, pp = 2 * (e % kPairs);
         int n[2], idx[2][4];
         float w[2][4];
+        int pos[2];
         dc_lds_pair(&sm.img[pp], n[0], n[1]);
+        dc_lds_pair(&sm.tpos[tap][pp], pos[0], pos[1]);
         DYNCONV_DC_UNROLL
         for (int q = 0; q < 4; ++q) {
-            dc_lds_pair(&sm.tidx[tap][q][pp], idx[0][q], idx[1][q]);
+            idx[0][q] = dc_corner_index(pos[0], q, p.H, p.W);
+            idx[1][q] = dc_corner_index(pos[1], q, p.H, p.W);
             dc_lds_pair(&sm.tw[tap][q][pp], w[0][q], w[1][q]);
         }
         float val[2][Cfg::CK];
@@ -335,10 +356,13 @@ DYNCONV_HD void dc_slab_fill_nhwc_quads(const DeformConvParams& p, const T* xt, 
         const int ch0 = kCh * h, nch = dc_min(kCh, kc - ch0);  // this thread's channels (nch <= 0: none)
         int n[kPx], idx[4][kPx];
         float w[4][kPx];
+        int pos[kPx];
         dc_lds_quad(&sm.img[pp], n);
+        dc_lds_quad(&sm.tpos[tap][pp], pos);
         DYNCONV_DC_UNROLL
         for (int q = 0; q < 4; ++q) {
-            dc_lds_quad(&sm.tidx[tap][q][pp], idx[q]);
+            DYNCONV_DC_UNROLL
+            for (int s = 0; s < kPx; ++s) idx[q][s] = dc_corner_index(pos[s], q, p.H, p.W);
             dc_lds_quad(&sm.tw[tap][q][pp], w[q]);
         }
         float val[kPx][kCh];
@@ -513,12 +537,12 @@ DYNCONV_HD DeformConvParams dc_weight_transpose_params(const DeformConvParams& p
     return q;
 }
 
-//! Which tile config runs a problem. FP16 I/O with >= 32 output channels per group and at most
-//! kDcMmaMaxTaps taps takes the tensor-core path: the largest slab tile covering the group's output
-//! channels whose dynamic shared memory fits the device's opt-in limit `smem_optin` (all of sm_75 and
-//! newer fit DcSlabCompact), or a tile of fewer pixels when that fills more of the device's `sm_count`
-//! SMs (dc_slab_span; sm_count <= 0: the largest tile regardless). Otherwise, or without that much
-//! shared memory, the FP32-FMA tile sized for the output channels per group.
+//! Which tile config runs a problem. FP16 I/O with >= 32 output channels per group, at most
+//! kDcMmaMaxTaps taps and a map within dc_corner_origin's packing takes the tensor-core path: the largest
+//! slab tile covering the group's output channels whose dynamic shared memory fits the device's opt-in
+//! limit `smem_optin` (all of sm_75 and newer fit DcSlabCompact), or a tile of fewer pixels when that
+//! fills more of the device's `sm_count` SMs (dc_slab_span; sm_count <= 0: the largest tile regardless).
+//! Otherwise, or without that much shared memory, the FP32-FMA tile sized for the output channels per group.
 enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kFma128, kFma256, kSlabWide, kSlabMid, kSlabTall,
                             kSlabMid64, kSlabCompact, kSlabTall256 };
 
@@ -557,7 +581,7 @@ DYNCONV_HD void dc_consider(const DeformConvParams& p, int sm_count, int smem_op
 DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io, int smem_optin = kDcSmemOptinSm90,
                                               int sm_count = kDcSmCountH200) {
     const int cog = p.Cout / p.groups;
-    if (fp16_io && cog >= 32 && p.kh * p.kw <= kDcMmaMaxTaps) {
+    if (fp16_io && cog >= 32 && p.kh * p.kw <= kDcMmaMaxTaps && p.H <= kDcMaxSlabH && p.W <= kDcMaxSlabW) {
         DcKernel best = DcKernel::kSlabCompact;
         long long span = -1;  // none yet
         if (cog > 128) {
