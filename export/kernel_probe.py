@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import onnx
 
+
 def kernel_probe(light: onnx.ModelProto) -> onnx.ModelProto | None:
     """One node per distinct kernel request of ``light`` (a model with its weights as typed inputs,
     every value typed by shape inference), each reading its own graph inputs and writing graph
@@ -68,6 +69,8 @@ def _request_key(node: onnx.NodeProto, kinds: dict[str, tuple[int, int] | None])
 
 def _add_probe_node(probe: onnx.GraphProto, node: onnx.NodeProto, values: list[onnx.TypeProto | None],
                     index: int) -> None:
+    """Append a copy of ``node`` to ``probe`` reading fresh graph inputs typed as its inputs were and
+    writing fresh graph outputs of its outputs' element types ("" stays an absent optional slot)."""
     copy = probe.node.add()
     copy.CopyFrom(node)
     copy.name = f"probe_{index}"
