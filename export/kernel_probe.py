@@ -1,13 +1,17 @@
 """A small stand-in graph for onnxruntime's load check: one node per distinct kernel request.
 
 onnxruntime rejects a graph that passes ``onnx.checker`` when it has no kernel for a node's
-(domain, op, since-version, types) or when a kernel's constructor refuses the node's attributes.
-Both depend on the node alone, not on where it sits, so loading one copy of every distinct
-(op, attributes, input and output types) is the same test as loading the whole graph, at a
-fraction of the cost on a network's few thousand nodes (session creation scales with nodes).
+(domain, op, since-version, types) or when a kernel's constructor refuses the node's attributes or
+the values of its constant inputs. All of these depend on the node alone, not on where it sits, so
+loading one copy of every distinct (op, attributes, input and output types, constant inputs) is the
+same test as loading the whole graph, at a fraction of the cost on a network's few thousand nodes
+(session creation scales with nodes). Constant inputs (the initializers left in a weightless graph)
+go into the probe with their values; the other inputs become typed graph inputs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import onnx
 
@@ -18,9 +22,10 @@ def kernel_probe(light: onnx.ModelProto) -> onnx.ModelProto | None:
     outputs of the recorded types. None where the probe would not be faithful: subgraphs,
     non-tensor values, or a value whose type inference left unknown."""
     graph = light.graph
-    types = {t.name: onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims)) for t in graph.initializer}
-    types.update({v.name: v.type for v in (*graph.input, *graph.value_info, *graph.output)})
-    kinds = {name: _tensor_kind(t) for name, t in types.items()}
+    constants = {t.name: t for t in graph.initializer}
+    types = {v.name: v.type for v in (*graph.input, *graph.value_info, *graph.output)}
+    kinds: dict[str, Any] = {name: _tensor_kind(t) for name, t in types.items()}
+    kinds.update({name: _constant_kind(t) for name, t in constants.items()})
     probe = onnx.helper.make_graph([], "kernel_probe", [], [])
     seen: set[tuple] = set()
     for node in graph.node:
@@ -30,8 +35,7 @@ def kernel_probe(light: onnx.ModelProto) -> onnx.ModelProto | None:
         if key in seen:
             continue
         seen.add(key)
-        _add_probe_node(probe, node, [types[name] if name else None for name in (*node.input, *node.output)],
-                        len(seen))
+        _add_probe_node(probe, node, types, constants, len(seen))
     if not seen:
         return None
     model = onnx.helper.make_model(probe, opset_imports=list(light.opset_import))
@@ -47,7 +51,15 @@ def _tensor_kind(value: onnx.TypeProto) -> tuple[int, int] | None:
     return tensor.elem_type, len(tensor.shape.dim) if tensor.HasField("shape") else -1
 
 
-def _request_key(node: onnx.NodeProto, kinds: dict[str, tuple[int, int] | None]) -> tuple | None:
+def _constant_kind(tensor: onnx.TensorProto) -> bytes:
+    """A constant input's identity for the key: its type, dims and values (not its name)."""
+    return onnx.TensorProto(data_type=tensor.data_type, dims=tensor.dims, raw_data=tensor.raw_data,
+                            float_data=tensor.float_data, int32_data=tensor.int32_data, int64_data=tensor.int64_data,
+                            double_data=tensor.double_data, uint64_data=tensor.uint64_data,
+                            string_data=tensor.string_data).SerializeToString()
+
+
+def _request_key(node: onnx.NodeProto, kinds: dict[str, Any]) -> tuple | None:
     """What kernel lookup and construction see: domain, op, attributes, element types and ranks
     (a Constant's value only through its type and dims); None for a node the probe cannot copy."""
     attrs = []
@@ -67,28 +79,29 @@ def _request_key(node: onnx.NodeProto, kinds: dict[str, tuple[int, int] | None])
     return node.domain, node.op_type, len(node.input), tuple(attrs), tuple(typed)
 
 
-def _add_probe_node(probe: onnx.GraphProto, node: onnx.NodeProto, values: list[onnx.TypeProto | None],
-                    index: int) -> None:
-    """Append a copy of ``node`` to ``probe`` reading fresh graph inputs typed as its inputs were and
-    writing fresh graph outputs of its outputs' element types ("" stays an absent optional slot)."""
+def _add_probe_node(probe: onnx.GraphProto, node: onnx.NodeProto, types: dict[str, onnx.TypeProto],
+                    constants: dict[str, onnx.TensorProto], index: int) -> None:
+    """Append a copy of ``node`` to ``probe`` reading its constant inputs as renamed copies and its other
+    inputs as fresh graph inputs of their types, and writing fresh graph outputs of its outputs' element
+    types ("" stays an absent optional slot)."""
     copy = probe.node.add()
     copy.CopyFrom(node)
     copy.name = f"probe_{index}"
     del copy.input[:]
     del copy.output[:]
-    count = len(node.input)
-    for slot, (name, value) in enumerate(zip((*node.input, *node.output), values)):
+    for slot, name in enumerate(node.input):
+        fresh = f"p{index}_in{slot}" if name else ""
+        copy.input.append(fresh)
         if not name:
-            (copy.input if slot < count else copy.output).append("")
             continue
-        side = "in" if slot < count else "out"
-        fresh = f"p{index}_{side}{slot}"
-        info = onnx.ValueInfoProto(name=fresh)
-        if side == "in":
-            info.type.CopyFrom(value)
-            copy.input.append(fresh)
-            probe.input.append(info)
+        if name in constants:
+            constant = probe.initializer.add()
+            constant.CopyFrom(constants[name])
+            constant.name = fresh
         else:
-            info.type.tensor_type.elem_type = value.tensor_type.elem_type  # shapes are the checker's
-            copy.output.append(fresh)
-            probe.output.append(info)
+            probe.input.append(onnx.helper.make_value_info(fresh, types[name]))
+    for slot, name in enumerate(node.output):
+        fresh = f"p{index}_out{slot}" if name else ""
+        copy.output.append(fresh)
+        if name:  # shapes are the checker's
+            probe.output.append(onnx.helper.make_tensor_value_info(fresh, types[name].tensor_type.elem_type, None))
