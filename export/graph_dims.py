@@ -54,9 +54,7 @@ class _Walk:
         self.shapes: dict[str, Shape] = {}
         self.values: dict[str, tuple[list[Size], bool]] = {}  # name -> (elements, is a scalar)
         self.arrays: dict[str, np.ndarray] = {}  # small constants of any type (e.g. Resize scales)
-        self.windows: dict[tuple, Size] = {}  # _window results: a network repeats few conv geometries
-        self.quotients: dict[tuple[Size, Size], Size] = {}  # _exact_div results (sympy.cancel is slow)
-        self.texts: dict[Size, int | str] = {}
+        self.memo: dict[tuple, Any] = {}  # slow sympy steps by (step, arguments): a network repeats few sizes
         for value in graph.input:
             axes = symbols.get(value.name, {})
             dims = value.type.tensor_type.shape.dim
@@ -69,23 +67,12 @@ class _Walk:
             else:
                 self._constant(init.name, onnx.numpy_helper.to_array(init))
 
-    def window(self, size: Size, kernel: int, stride: int, begin: int, end: int, dilation: int) -> Size:
-        key = (size, kernel, stride, begin, end, dilation)
-        if key not in self.windows:
-            self.windows[key] = _window(*key)
-        return self.windows[key]
-
-    def exact_div(self, numerator: Size, denominator: Size) -> Size:
-        key = (numerator, denominator)
-        if key not in self.quotients:
-            self.quotients[key] = _exact_div(numerator, denominator)
-        return self.quotients[key]
-
-    def text(self, size: Size) -> int | str:
-        """``size`` as the exporter writes a dim: an int, or the expression's text."""
-        if size not in self.texts:
-            self.texts[size] = int(size) if size.is_Integer else str(size)
-        return self.texts[size]
+    def once(self, step: Callable[..., Any], *args: Any) -> Any:
+        """``step(*args)``, computed once per walk for each distinct argument tuple."""
+        key = (step, *args)
+        if key not in self.memo:
+            self.memo[key] = step(*args)
+        return self.memo[key]
 
     @staticmethod
     def _static(dim: onnx.TensorShapeProto.Dimension, name: str) -> Size:
@@ -321,7 +308,7 @@ def _reshape(w: _Walk, n: onnx.NodeProto, a: dict) -> None:
         target = [shape[i] if d == 0 else d for i, d in enumerate(target)]
     if any(d == -1 for d in target):
         known = math.prod([d for d in target if d != -1], start=sympy.Integer(1))
-        missing = w.exact_div(math.prod(shape, start=sympy.Integer(1)), known)
+        missing = w.once(_exact_div, math.prod(shape, start=sympy.Integer(1)), known)
         target = [missing if d == -1 else d for d in target]
     source = w.values.get(n.input[0])
     w.set(n.output[0], target, source[0] if source and len(target) <= 1 else None, scalar=not target)
@@ -391,11 +378,11 @@ def _window_op(w: _Walk, n: onnx.NodeProto, a: dict) -> None:
         if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             out.append(FloorDiv(size + strides[i] - 1, strides[i]))
         elif auto_pad == "VALID":
-            out.append(w.window(size, kernel[i], strides[i], 0, 0, dilations[i]))
+            out.append(w.once(_window, size, kernel[i], strides[i], 0, 0, dilations[i]))
         elif a.get("ceil_mode", 0):
             out.append(_ceil_window(size, kernel[i], strides[i], pads[i], pads[i + spatial], dilations[i]))
         else:
-            out.append(w.window(size, kernel[i], strides[i], pads[i], pads[i + spatial], dilations[i]))
+            out.append(w.once(_window, size, kernel[i], strides[i], pads[i], pads[i + spatial], dilations[i]))
     w.set(n.output[0], (shape[0], channels, *out))
     for extra in n.output[1:]:
         if extra:
@@ -429,7 +416,7 @@ def _split(w: _Walk, n: onnx.NodeProto, a: dict) -> None:
     elif "split" in a:
         sizes = [sympy.Integer(s) for s in a["split"]]
     else:
-        sizes = [w.exact_div(shape[axis], sympy.Integer(len(outputs)))] * len(outputs)
+        sizes = [w.once(_exact_div, shape[axis], sympy.Integer(len(outputs)))] * len(outputs)
     for name, size in zip(outputs, sizes):
         w.set(name, shape[:axis] + (size,) + shape[axis + 1:])
 
@@ -484,6 +471,11 @@ RULES: dict[str, Rule] = {
 }
 
 
+def _text(size: Size) -> int | str:
+    """``size`` as the exporter writes a dim: an int, or the expression's text."""
+    return int(size) if size.is_Integer else str(size)
+
+
 def graph_symbolic_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int, str]]) -> SymbolicDims | None:
     """Sizes of the graph outputs and of every custom node's output as expressions of the named
     dynamic input dims (``dynamic_axes``: input name -> {axis: name}); None when some op or size
@@ -495,13 +487,13 @@ def graph_symbolic_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int
         for node in graph.node:
             if node.domain == DOMAIN:
                 _custom(walk, node)
-                core_ops.append((node.op_type, [walk.text(d) for d in walk.shape(node.output[0])]))
+                core_ops.append((node.op_type, [walk.once(_text, d) for d in walk.shape(node.output[0])]))
                 continue
             rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             if rule is None:
                 raise Unsupported(f"no rule for {node.domain or 'ai.onnx'}::{node.op_type}")
             rule(walk, node, node_attrs(node))
-        outputs = [[walk.text(d) for d in walk.shape(v.name)] for v in graph.output]
+        outputs = [[walk.once(_text, d) for d in walk.shape(v.name)] for v in graph.output]
     except (Unsupported, DynconvError, KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
         log.debug("graph symbolic dims: %s: %s", type(exc).__name__, exc)
         return None

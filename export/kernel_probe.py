@@ -15,6 +15,8 @@ from typing import Any
 
 import onnx
 
+from .shapes import tensor_value_key
+
 
 def kernel_probe(light: onnx.ModelProto) -> onnx.ModelProto | None:
     """One node per distinct kernel request of ``light`` (a model with its weights as typed inputs,
@@ -25,7 +27,7 @@ def kernel_probe(light: onnx.ModelProto) -> onnx.ModelProto | None:
     constants = {t.name: t for t in graph.initializer}
     types = {v.name: v.type for v in (*graph.input, *graph.value_info, *graph.output)}
     kinds: dict[str, Any] = {name: _tensor_kind(t) for name, t in types.items()}
-    kinds.update({name: _constant_kind(t) for name, t in constants.items()})
+    kinds.update({name: tensor_value_key(t) for name, t in constants.items()})
     probe = onnx.helper.make_graph([], "kernel_probe", [], [])
     seen: set[tuple] = set()
     for node in graph.node:
@@ -49,14 +51,6 @@ def _tensor_kind(value: onnx.TypeProto) -> tuple[int, int] | None:
         return None
     tensor = value.tensor_type
     return tensor.elem_type, len(tensor.shape.dim) if tensor.HasField("shape") else -1
-
-
-def _constant_kind(tensor: onnx.TensorProto) -> bytes:
-    """A constant input's identity for the key: its type, dims and values (not its name)."""
-    return onnx.TensorProto(data_type=tensor.data_type, dims=tensor.dims, raw_data=tensor.raw_data,
-                            float_data=tensor.float_data, int32_data=tensor.int32_data, int64_data=tensor.int64_data,
-                            double_data=tensor.double_data, uint64_data=tensor.uint64_data,
-                            string_data=tensor.string_data).SerializeToString()
 
 
 def _request_key(node: onnx.NodeProto, kinds: dict[str, Any]) -> tuple | None:

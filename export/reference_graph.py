@@ -26,6 +26,7 @@ from ..plugins.registration import calls_observed, reference_of
 from ..plugins.spec import DOMAIN, OpSpec, TensorSpec
 from .postprocess import node_inputs
 from .progress import stage
+from .shapes import tensor_value_key
 
 
 class CallOrderMismatch(DynconvError):
@@ -234,8 +235,7 @@ class _Reference:
         alias: dict[str, str] = {}
         by_value: dict[tuple, str] = {}
         for name, value in self.constants.items():
-            array = onnx.numpy_helper.to_array(value)
-            first = by_value.setdefault((array.dtype.str, array.shape, array.tobytes()), name)
+            first = by_value.setdefault(tensor_value_key(value), name)
             if first != name:
                 alias[name] = first
         seen: dict[tuple, onnx.NodeProto] = {}

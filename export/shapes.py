@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import onnx
+import onnx.numpy_helper
 
 from ..plugins.registry import get_spec
 from ..plugins.spec import DOMAIN
@@ -186,6 +187,12 @@ def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
         elif init.name not in inputs:
             light.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     return light
+
+
+def tensor_value_key(tensor: onnx.TensorProto) -> tuple:
+    """A constant's identity by value (element type, dims, data), whatever its name."""
+    array = onnx.numpy_helper.to_array(tensor)
+    return array.dtype.str, array.shape, array.tobytes()
 
 
 def is_weight(init: onnx.TensorProto) -> bool:

@@ -34,7 +34,7 @@ def set_smem_optin() -> Iterator[Callable[[int], None]]:
 
 @pytest.fixture
 def set_sm_count() -> Iterator[Callable[[int], None]]:
-    fn = _hook("dynconv_cpuref_deform_conv_set_sm_count")
+    fn = _hook("dynconv_cpuref_set_sm_count")
     yield fn
     fn(-1)
 

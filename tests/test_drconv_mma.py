@@ -23,7 +23,7 @@ def _inputs(n: int, c: int, h: int, w: int, o: int, m: int, rng: np.random.Gener
 
 @pytest.fixture
 def sm_count() -> Iterator[Callable[[int], None]]:
-    fn = native.cpuref_library().dynconv_cpuref_drconv_set_sm_count
+    fn = native.cpuref_library().dynconv_cpuref_set_sm_count
     fn.argtypes = [ctypes.c_int]
     fn.restype = None
     yield fn

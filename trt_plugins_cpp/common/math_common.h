@@ -22,6 +22,25 @@ DYNCONV_HD long long conv_out_size(long long size, int kernel, int stride, int p
     return (size + pad_begin + pad_end - static_cast<long long>(dilation) * (kernel - 1) - 1) / stride + 1;
 }
 
+// ---- tile choices that fill the SMs ---------------------------------------------------------------------
+
+constexpr int kSmCountH200 = 132;  //!< the device the CPU reference and the tracer emulate by default
+
+//! How long a launch of `blocks` equal blocks of `pixels` pixels lasts on `sm_count` SMs, in block-pixels
+//! on the busiest SM (it runs ceil(blocks / sm_count) of them).
+DYNCONV_HD long long launch_span(long long blocks, int pixels, int sm_count) {
+    return (blocks + sm_count - 1) / sm_count * pixels;
+}
+
+//! A tile of fewer pixels replaces a larger one only when its launch is at most 2/3 as long: a smaller
+//! tile reads the weights more often per pixel and feeds its MMAs from more fragment loads, which by the
+//! performance model ate gains of a quarter (DCN 8x64x56x56: 64x64 tiles 10.9 us where 64x256 takes 9.7;
+//! DRConv 32x64x56x56: 64x128 16.4 us, 64x256 15.1) and kept those of a half (DCN 2x128x50x76: 8.2 vs
+//! 12.1 us; DRConv 8x128x28x28: 4.3 vs 7.1).
+DYNCONV_HD bool smaller_tile_pays(long long smaller_span, long long larger_span) {
+    return 3 * smaller_span <= 2 * larger_span;
+}
+
 //! Splits a flat NCHW output index into (n, c, i, j). `narrow` (the output has fewer than 2^32
 //! elements) selects 32-bit divisions; 64-bit ones are software loops on GPUs, several times slower.
 struct NchwIndex {

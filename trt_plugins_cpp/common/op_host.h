@@ -6,10 +6,15 @@
 #include <vector>
 
 #include "common/fields.h"
+#include "common/math_common.h"
 
 namespace dynconv {
 
 using Shape = std::vector<int64_t>;  //!< empty = absent optional input
+
+//! SMs of the device whose tile choices the CPU runs and traces emulate (test hook dynconv_cpuref_set_sm_count;
+//! 0: the largest tiles, regardless of how many SMs their grids fill).
+inline int g_cpu_sm_count = kSmCountH200;
 
 //! Throws ShapeError with a readable message when shapes do not fit the attributes.
 struct ShapeError : std::exception {

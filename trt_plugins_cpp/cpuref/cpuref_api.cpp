@@ -78,6 +78,10 @@ std::string tables_json() {
 
 extern "C" {
 
+//! Test hook: CPU runs and traces of FP16 I/O pick the tiles a device with `sms` SMs runs (0: the largest
+//! tiles regardless of how many SMs their grids fill; -1 restores the H200's 132).
+void dynconv_cpuref_set_sm_count(int sms) { g_cpu_sm_count = sms < 0 ? kSmCountH200 : sms; }
+
 //! JSON list of the generated op tables (plugin name, version, inputs, fields) for tests.
 const char* dynconv_cpuref_tables_json() {
     static const std::string json = tables_json();

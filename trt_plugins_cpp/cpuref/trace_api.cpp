@@ -184,7 +184,7 @@ std::vector<LaunchTrace> trace_deform_conv(const Attrs& a, const std::vector<Sha
     Buffers<T> b(in, shapes, int64_t(p.N) * p.Cout * p.Ho * p.Wo);
     const DcPtrs<T> io{b.ptr(0), b.ptr(1), b.ptr(2), p.with_mask ? b.ptr(3) : nullptr, p.with_bias ? b.ptr(4) : nullptr,
                        b.out};
-    switch (deform_conv_kernel_choice(p, fp16, kDcSmemOptinSm90, deform_conv_cpu_sm_count())) {
+    switch (deform_conv_kernel_choice(p, fp16, kDcSmemOptinSm90, g_cpu_sm_count)) {
     case DcKernel::kFma256: return trace_dc_fma<DcTile256, T>("dcn_fma_256x64", p, io, picks);
     case DcKernel::kFma128: return trace_dc_fma<DcTile128, T>("dcn_fma_128x64", p, io, picks);
     case DcKernel::kFmaLarge: return trace_dc_fma<DcTileLarge, T>("dcn_fma_64x64", p, io, picks);
@@ -210,7 +210,7 @@ std::vector<LaunchTrace> trace_drconv(const Attrs& a, const std::vector<Shape>& 
     Buffers<T> b(in, shapes, int64_t(p.N) * p.O * p.Ho * p.Wo);
     const T *x = b.ptr(0), *guide = b.ptr(1), *filters = b.ptr(2);
     T* out = b.out;
-    const DrKernel kernel = drconv_kernel_choice(p, fp16, drconv_cpu_sm_count());
+    const DrKernel kernel = drconv_kernel_choice(p, fp16, g_cpu_sm_count);
     const int bn = drconv_tile_pixels(kernel);
     AlignedArray<int> ws(drconv_workspace_ints(p));  // the plugin workspace: sector counts depend on its alignment
     const DrLists l = drconv_lists(p, ws.data);
@@ -268,7 +268,7 @@ std::vector<LaunchTrace> trace_drconv(const Attrs& a, const std::vector<Shape>& 
 // ---- per-item kernels ------------------------------------------------------------------------------------
 
 //! Resident threads of an H200 (132 SMs x 2048): sizes the work plans of the kernels that depend on it.
-constexpr long long kH200ResidentThreads = 132LL * 2048;
+constexpr long long kH200ResidentThreads = kSmCountH200 * 2048LL;
 
 //! DDF / involution (common/pixel_filter_strip.h): the launch the kernel makes for this window, named
 //! `op` for the row-sharing strips of the benchmark (the resource table's entry), op_r1 for one-row strips

@@ -12,11 +12,9 @@ namespace {
 
 constexpr const char* kName = "DynconvDeformConv2d";
 
-//! The device shared-memory limit and SM count whose FP16 kernel choice the CPU runs emulate, and whether
-//! they run with the plugin's workspace (else as deform_conv_forward without one, e.g. the mmcv-compat
-//! plugin): test hooks.
+//! The device shared-memory limit whose FP16 kernel choice the CPU runs emulate, and whether they run with
+//! the plugin's workspace (else as deform_conv_forward without one, e.g. the mmcv-compat plugin): test hooks.
 int g_cpu_smem_optin = kDcSmemOptinSm90;
-int g_cpu_sm_count = kDcSmCountH200;
 bool g_cpu_workspace = true;
 
 //! The NHWC-copy block over its whole grid for params q (the input copy, or the weight transpose).
@@ -133,8 +131,6 @@ Shape deform_conv_run_params(DeformConvParams p, const std::vector<Shape>& shape
     return o;
 }
 
-int deform_conv_cpu_sm_count() { return g_cpu_sm_count; }
-
 Shape deform_conv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out) {
     return deform_conv_run_params(deform_conv_params(a), shapes, in, out);
 }
@@ -150,12 +146,6 @@ Shape deform_conv_run_cpu_fp16(const Attrs& a, const std::vector<Shape>& shapes,
 //! opt-in shared memory per block runs (e.g. 65536: sm_75, 101376: sm_86); 0 restores sm_90's limit.
 extern "C" void dynconv_cpuref_deform_conv_set_smem_optin(int bytes) {
     dynconv::g_cpu_smem_optin = bytes > 0 ? bytes : dynconv::kDcSmemOptinSm90;
-}
-
-//! Test hook (CPU reference library): CPU runs and traces of FP16 I/O pick the slab tile a device with `sms` SMs runs
-//! (0: the largest tile that fits, regardless of how many SMs its grid fills; -1 restores the H200's 132).
-extern "C" void dynconv_cpuref_deform_conv_set_sm_count(int sms) {
-    dynconv::g_cpu_sm_count = sms < 0 ? dynconv::kDcSmCountH200 : sms;
 }
 
 //! Test hook (CPU reference library): 0 runs the kernels as deform_conv_forward does without a workspace

@@ -15,8 +15,6 @@ Shape deform_conv_shapes(const std::vector<Shape>& in, DeformConvParams* p);
 //! fp16_io selects what the GPU runs for FP16 I/O (the tensor-core path where it applies).
 Shape deform_conv_run_params(DeformConvParams p, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
                              float* out, bool fp16_io = false);
-//! SMs of the device whose FP16 tile choice the CPU runs and traces emulate (default: the H200's 132).
-int deform_conv_cpu_sm_count();
 //! CPU reference entry of the op registry: returns the output shape; computes into `out` unless it is null.
 Shape deform_conv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out);
 //! The same for FP16 I/O: inputs hold FP16 values; samples are rounded to FP16 where the GPU does so.

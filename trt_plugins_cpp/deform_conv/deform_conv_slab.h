@@ -547,7 +547,6 @@ enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kFma128, kFma256, 
                             kSlabMid64, kSlabCompact, kSlabTall256 };
 
 constexpr int kDcSmemOptinSm90 = 227 * 1024;  // the CPU reference and tracer run the sm_90 choice by default
-constexpr int kDcSmCountH200 = 132;
 
 template <class Cfg>
 DYNCONV_HD bool dc_slab_fits(int smem_optin) {
@@ -559,27 +558,24 @@ DYNCONV_HD bool dc_slab_fits(int smem_optin) {
 //! pixels leave 83 SMs idle; 98 blocks of 64 pixels still run in one wave, each SM on half the pixels).
 template <class Cfg>
 DYNCONV_HD long long dc_slab_span(const DeformConvParams& p, int sm_count) {
-    const long long blocks = dc_grid_x<Cfg>(p) * dc_grid_y<Cfg>(p);
-    return (blocks + sm_count - 1) / sm_count * Cfg::BN;
+    return launch_span(dc_grid_x<Cfg>(p) * dc_grid_y<Cfg>(p), Cfg::BN, sm_count);
 }
 
 //! `kind` (tile Cfg, fewer pixels than the tiles considered before it) replaces `best` when it fits and
-//! its launch is at most 2/3 as long: a smaller tile reads the weights more often per pixel and feeds its
-//! MMAs from more fragment loads, which by the performance model ate gains of a quarter (8x64x56x56:
-//! 64x64 tiles 10.9 us where 64x256 takes 9.7) and kept those of a half (2x128x50x76: 8.2 vs 12.1).
+//! its launch is short enough to pay for the smaller tile (smaller_tile_pays).
 template <class Cfg>
 DYNCONV_HD void dc_consider(const DeformConvParams& p, int sm_count, int smem_optin, DcKernel kind, DcKernel& best,
                             long long& best_span) {
     if (!dc_slab_fits<Cfg>(smem_optin)) return;
     const long long span = sm_count > 0 ? dc_slab_span<Cfg>(p, sm_count) : 0;
-    if (best_span < 0 || (sm_count > 0 && 3 * span <= 2 * best_span)) {
+    if (best_span < 0 || (sm_count > 0 && smaller_tile_pays(span, best_span))) {
         best = kind;
         best_span = span;
     }
 }
 
 DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io, int smem_optin = kDcSmemOptinSm90,
-                                              int sm_count = kDcSmCountH200) {
+                                              int sm_count = kSmCountH200) {
     const int cog = p.Cout / p.groups;
     if (fp16_io && cog >= 32 && p.kh * p.kw <= kDcMmaMaxTaps && p.H <= kDcMaxSlabH && p.W <= kDcMaxSlabW) {
         DcKernel best = DcKernel::kSlabCompact;

@@ -7,11 +7,6 @@
 
 namespace dynconv {
 
-namespace {
-//! The SM count whose FP16 tile choice CPU runs and traces emulate: a test hook.
-int g_cpu_sm_count = kDrSmCountH200;
-} // namespace
-
 DrconvParams drconv_params(const Attrs& a) {
     DrconvParams p{};
     read_kernel_window(a, &p);
@@ -81,7 +76,7 @@ Shape run(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<co
     DrconvParams p = drconv_params(a);
     Shape o = drconv_shapes(shapes, &p);
     if (!out) return o;
-    const DrKernel kernel = drconv_kernel_choice(p, fp16_io, drconv_cpu_sm_count());
+    const DrKernel kernel = drconv_kernel_choice(p, fp16_io, g_cpu_sm_count);
     std::vector<int> workspace(static_cast<size_t>(drconv_workspace_ints(p)));
     const DrLists lists = drconv_lists(p, workspace.data());
     list_pixels(p, in[1], lists, drconv_tile_pixels(kernel));
@@ -98,8 +93,6 @@ Shape run(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<co
 
 } // namespace
 
-int drconv_cpu_sm_count() { return g_cpu_sm_count; }
-
 Shape drconv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in, float* out) {
     return run(a, shapes, in, out, false);
 }
@@ -110,9 +103,3 @@ Shape drconv_run_cpu_fp16(const Attrs& a, const std::vector<Shape>& shapes, cons
 }
 
 } // namespace dynconv
-
-//! Test hook (CPU reference library): CPU runs and traces of FP16 I/O pick the GEMM tile a device with `sms`
-//! SMs runs (0: the full-size tile regardless of how many SMs its grid fills; -1 restores the H200's 132).
-extern "C" void dynconv_cpuref_drconv_set_sm_count(int sms) {
-    dynconv::g_cpu_sm_count = sms < 0 ? dynconv::kDrSmCountH200 : sms;
-}

@@ -15,7 +15,4 @@ Shape drconv_run_cpu(const Attrs& a, const std::vector<Shape>& shapes, const std
 Shape drconv_run_cpu_fp16(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<const float*>& in,
                           float* out);
 
-//! SMs of the device whose FP16 tile choice the CPU runs and traces emulate (default: the H200's 132).
-int drconv_cpu_sm_count();
-
 } // namespace dynconv

@@ -34,27 +34,24 @@ using DrMmaTileShort = DrMmaTile<64, 128, 16>;  // FP16, 32 <= O <= 64, grids sh
 
 enum class DrKernel : int { kFmaLarge, kFmaSmall, kMmaWide, kMmaTall, kMmaNarrow, kMmaShort };
 
-constexpr int kDrSmCountH200 = 132;
-
 //! How long the GEMM pass lasts with BN-pixel tiles of BM channels, in block-pixels on the busiest of
 //! `sm_count` SMs, for the tiles expected before the lists exist: every (sample, region) list's pixels in
 //! BN units plus half a partial tile per list.
 DYNCONV_HD long long drconv_span(const DrconvParams& p, int bm, int bn, int sm_count) {
     const long long pixels = static_cast<long long>(p.N) * p.Ho * p.Wo;
     const long long tiles = ((pixels + bn - 1) / bn + (static_cast<long long>(p.N) * p.m + 1) / 2) * ((p.O + bm - 1) / bm);
-    return (tiles + sm_count - 1) / sm_count * bn;
+    return launch_span(tiles, bn, sm_count);
 }
 
 //! FP16 I/O with >= 32 output channels: the tensor-core tile for the channel count, or its half-width
-//! twin where that shortens the pass to 2/3 or less on the device's `sm_count` SMs (sm_count <= 0: the
-//! full tile regardless). By the performance model, 8x128x28x28: 128x64 tiles 4.3 us, 128x128 7.1; at
-//! 32x64x56x56 the half tiles' 7 waves against 4 gain too little (64x128 16.4 us, 64x256 15.1).
-DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io, int sm_count = kDrSmCountH200) {
+//! twin where that shortens the pass enough on the device's `sm_count` SMs (smaller_tile_pays;
+//! sm_count <= 0: the full tile regardless).
+DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io, int sm_count = kSmCountH200) {
     if (fp16_io && p.O >= 32) {
         const bool wide = p.O > 64;
         const int bm = wide ? DrMmaTileWide::BM : DrMmaTileTall::BM;
         const int full = wide ? DrMmaTileWide::BN : DrMmaTileTall::BN, half = wide ? DrMmaTileNarrow::BN : DrMmaTileShort::BN;
-        if (sm_count > 0 && 3 * drconv_span(p, bm, half, sm_count) <= 2 * drconv_span(p, bm, full, sm_count))
+        if (sm_count > 0 && smaller_tile_pays(drconv_span(p, bm, half, sm_count), drconv_span(p, bm, full, sm_count)))
             return wide ? DrKernel::kMmaNarrow : DrKernel::kMmaShort;
         return wide ? DrKernel::kMmaWide : DrKernel::kMmaTall;
     }
