@@ -58,19 +58,23 @@ def _request_key(node: onnx.NodeProto, kinds: dict[str, Any]) -> tuple | None:
     (a Constant's value only through its type and dims); None for a node the probe cannot copy."""
     attrs = []
     for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.TENSOR:
+        kind = attr.type
+        if kind == _TENSOR:
             attrs.append((attr.name, attr.t.data_type, tuple(attr.t.dims)))
-        elif attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        elif kind in _SUBGRAPHS:
             return None
         else:
             attrs.append(attr.SerializeToString())
-    typed = []
-    for name in (*node.input, *node.output):
-        kind = kinds.get(name) if name else ()
-        if kind is None:
-            return None
-        typed.append(kind)
-    return node.domain, node.op_type, len(node.input), tuple(attrs), tuple(typed)
+    inputs = node.input
+    typed = tuple([kinds.get(name) if name else () for name in inputs] +
+                  [kinds.get(name) if name else () for name in node.output])
+    if None in typed:
+        return None
+    return node.domain, node.op_type, len(inputs), tuple(attrs), typed
+
+
+_TENSOR = onnx.AttributeProto.TENSOR
+_SUBGRAPHS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def _add_probe_node(probe: onnx.GraphProto, node: onnx.NodeProto, types: dict[str, onnx.TypeProto],

@@ -20,20 +20,22 @@ def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
     """Sort the nodes topologically, then drop those no graph output depends on and the unused
     initializers and value infos (in place; returns ``model``). Graph inputs all stay."""
     graph = model.graph
-    nodes = _toposorted(list(graph.node), {v.name for v in graph.input} | {t.name for t in graph.initializer})
+    given = list(graph.node)
+    reads = [node_inputs(node) for node in given]
+    order = _toposorted(given, reads, {v.name for v in graph.input} | {t.name for t in graph.initializer})
     needed = {v.name for v in graph.output}
-    live: list[onnx.NodeProto] = []
-    for node in reversed(nodes):
-        if any(name in needed for name in node.output):
-            live.append(node)
-            needed.update(node_inputs(node))
+    live: list[int] = []
+    for index in reversed(order):
+        if any(name in needed for name in given[index].output):
+            live.append(index)
+            needed.update(reads[index])
     live.reverse()
-    produced = {name for node in live for name in node.output}
+    produced = {name for index in live for name in given[index].output}
     initializers = [t for t in graph.initializer if t.name in needed]
     value_info = [v for v in graph.value_info if v.name in produced]
-    if len(live) != len(graph.node) or nodes != list(graph.node):
+    if live != list(range(len(given))):
         del graph.node[:]
-        graph.node.extend(live)
+        graph.node.extend(given[index] for index in live)
     if len(initializers) != len(graph.initializer):
         del graph.initializer[:]
         graph.initializer.extend(initializers)
@@ -53,25 +55,26 @@ def node_inputs(node: onnx.NodeProto) -> set[str]:
     return names
 
 
-def _toposorted(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
-    """``nodes`` in an order where each comes after the producers of what it reads; the given
-    order is kept where it already is one (the usual case: exporters emit sorted graphs)."""
+def _toposorted(nodes: list[onnx.NodeProto], reads: list[set[str]], available: set[str]) -> list[int]:
+    """Indices of ``nodes`` in an order where each comes after the producers of what it reads
+    (``reads[i]``: the names node i reads); the given order is kept where it already is one (the
+    usual case: exporters emit sorted graphs)."""
     producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
     entered, done = [False] * len(nodes), [False] * len(nodes)
-    order: list[onnx.NodeProto] = []
+    order: list[int] = []
     for root in range(len(nodes)):
         stack = [(root, False)]
         while stack:
             index, expanded = stack.pop()
             if expanded:
                 done[index] = True
-                order.append(nodes[index])
+                order.append(index)
                 continue
             if entered[index]:
                 continue
             entered[index] = True
             stack.append((index, True))
-            for name in node_inputs(nodes[index]):
+            for name in reads[index]:
                 dep = producer.get(name)
                 if dep is not None and not done[dep] and name not in available:
                     stack.append((dep, False))
@@ -117,8 +120,10 @@ def rename_graph_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.Model
         value.name = name
     if mapping:
         for node in graph.node:
-            node.input[:] = [mapping.get(n, n) for n in node.input]
-            node.output[:] = [mapping.get(n, n) for n in node.output]
+            if not mapping.keys().isdisjoint(node.input):
+                node.input[:] = [mapping.get(n, n) for n in node.input]
+            if not mapping.keys().isdisjoint(node.output):
+                node.output[:] = [mapping.get(n, n) for n in node.output]
         for value in graph.value_info:
             value.name = mapping.get(value.name, value.name)
     return model

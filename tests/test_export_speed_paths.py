@@ -372,3 +372,37 @@ def test_only_exact_repeats_are_dropped():
     other_attrs = OpCall(first.spec, first.tensors, dict(first.attrs, stride=[1, 1]))
     other_values = OpCall(first.spec, [first.tensors[0] + 1, *first.tensors[1:]], first.attrs)
     assert without_repeats([first, same, other_attrs, other_values]) == [first, other_attrs, other_values]
+
+
+def test_torchscript_export_parses_the_written_model_once(monkeypatch):
+    """The exporter's own parse of its output (``_add_onnxscript_fn``) is the one dynconv uses."""
+    model, x = _tiny_involution_net()
+    model.append(torch.nn.Conv2d(16, 1024, 1))  # 64 KB of weights: the model's parses stand out
+    written = []
+    parse = onnx.load_model_from_string
+    monkeypatch.setattr(onnx, "load_model_from_string", lambda b, *a, **k: written.append(len(b)) or parse(b, *a, **k))
+    proto = export_model(model, (x,), ExportOptions(target="trt", exporter="torchscript"))
+    assert len([size for size in written if size > 60_000]) == 1
+    assert proto.graph.initializer and any(n.domain == "dynconv" for n in proto.graph.node)
+
+
+def test_kept_parse_follows_the_functions_the_exporter_appends(monkeypatch):
+    """Where the exporter appends onnxscript functions, the kept parse has them and the written bytes
+    are the re-serialised model; without the exporter's hook nothing is kept."""
+    from torch.onnx._internal.torchscript_exporter import onnx_proto_utils
+    from dynconv.export import torch_export
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    function = onnx.FunctionProto(name="F", domain="custom")
+    monkeypatch.setattr(onnx_proto_utils, "_find_onnxscript_op", lambda g, seen, opsets, found: found.append(function))
+    with torch_export._exporter_parse_kept() as kept:
+        written = onnx_proto_utils._add_onnxscript_fn(original, {})
+    assert onnx_proto_utils._add_onnxscript_fn is not None and list(kept) == [id(written)]
+    assert [f.name for f in kept[id(written)].functions] == ["F"]
+    assert onnx.load_model_from_string(written) == kept[id(written)]
+    monkeypatch.delattr(onnx_proto_utils, "_add_onnxscript_fn")
+    with torch_export._exporter_parse_kept() as kept:
+        assert kept == {}
