@@ -84,7 +84,8 @@ def test_slab_tiles_agree_across_device_limits(cout, set_smem_optin, largest_til
 def test_without_a_workspace_the_result_is_the_same(cout, fp16_io, cin, set_workspace, largest_tiles):
     """No workspace (the mmcv-compat plugin): the slab tiles sample the NCHW input and the FMA tiles read
     the weights as given; same sums in the same order, so the same bits. cin 56 (offset groups of 28):
-    chunks of 12 channels, vector and scalar, in the lane-pair (48: BM 64) and per-thread (96) NHWC fills."""
+    chunks of 12 channels, vector and scalar, in the lane-pair NHWC fill of a 64-row (48) and a 128-row (96)
+    tile."""
     arrays = _inputs(cout, np.random.default_rng(cout), cin=cin)
     with_ws = native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=fp16_io)
     set_workspace(0)

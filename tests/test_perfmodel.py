@@ -211,5 +211,26 @@ def test_a_grid_smaller_than_the_gpu_takes_longer_per_block():
     full = predict_launch(replace(lc, blocks_total=H200.sms, blocks_traced=1), H200, 0.0)
     part = predict_launch(replace(lc, blocks_total=H200.sms // 4, blocks_traced=1), H200, 0.0)
     # a quarter of the blocks: a quarter of the shared-memory work, on a quarter of the SMs
-    assert part.terms["smem"] == pytest.approx(full.terms["smem"])
-    assert part.limiter == "smem"
+    assert part.terms["l1tex"] == pytest.approx(full.terms["l1tex"])
+    assert part.limiter == "l1tex"
+
+
+def test_global_sectors_and_shared_wavefronts_share_the_l1tex_data_path():
+    from dynconv.plugins.perfmodel import predict_launch
+    from dynconv.plugins.perfmodel.counters import LaunchCounters, SiteCounters
+
+    def site(space: str, units: int) -> SiteCounters:
+        return SiteCounters(site=f"k.cu:{units}", space=space, gather=False, store=False, instructions=units, lanes=32,
+                            units=units, ideal=units, bytes=32 * units, worst=1.0)
+
+    def launch(*sites: SiteCounters) -> LaunchCounters:
+        return LaunchCounters(kernel="k", grid=(H200.sms, 1), threads=256, smem_bytes=0, blocks_total=H200.sms,
+                              blocks_traced=1, fma=0, mma=0, samples=0, descriptors=0, dram_read_bytes=0,
+                              dram_write_bytes=0, sites=list(sites))
+
+    clock = H200.clock_hz  # one block per SM: each SM runs the traced block's accesses
+    both = predict_launch(launch(site("global", 4000), site("shared", 1000)), H200, 0.0)
+    assert both.limiter == "l1tex"
+    assert both.terms["l1tex"] == pytest.approx((4000 / 4 + 1000) / clock)
+    assert predict_launch(launch(site("global", 4000)), H200, 0.0).terms["l1tex"] == pytest.approx(1000 / clock)
+    assert predict_launch(launch(site("shared", 1000)), H200, 0.0).terms["l1tex"] == pytest.approx(1000 / clock)

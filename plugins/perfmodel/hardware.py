@@ -1,7 +1,8 @@
 """Throughput figures of the GPUs the model predicts for (per SM per clock unless stated).
 
-Assumptions, stated once here: the L1 / LSU path delivers 4 sectors (128 B) and shared memory one
-wavefront per clock per SM; ``mma_sync_fraction`` is the share of the tensor-core peak that warp-level
+Assumptions, stated once here: L1 and shared memory are one SRAM behind one data path (the L1TEX data
+stage) that returns 128 B per clock per SM: 4 sectors of global loads and stores, or one shared-memory
+wavefront, and both kinds share it; ``mma_sync_fraction`` is the share of the tensor-core peak that warp-level
 ``mma.sync`` (what WMMA compiles to) reaches on the part: Hopper's peak needs ``wgmma``, which the
 yardstick conv engines use and these kernels do not.
 """

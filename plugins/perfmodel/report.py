@@ -13,7 +13,7 @@ from .cases import BENCH_OPS, BENCH_SHAPES, BenchOp, compulsory_bytes, min_gathe
 from .counters import LaunchCounters, trace_op
 from .hardware import H200, ORIN
 from .resources import load_table, occupancy
-from .roofline import design_floor, op_floor, predict_launch, yardstick_bound
+from .roofline import design_floor, l1tex_split, op_floor, predict_launch, yardstick_bound
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class Row:
     spill_bytes: int | None
     predicted_us: float          #: H200 roofline bound of the op's launches
     limiter: str
+    l1tex_shared_share: float    #: share of the dominant launch's L1TEX data-path time spent on shared memory
     predicted_orin_us: float
     yardstick: str
     bound_us: float              #: the yardstick's H200 bound
@@ -73,6 +74,7 @@ def build_row(bench: BenchOp, shape: tuple[int, int, int, int], fp16: bool, pick
     orin = sum(predict_launch(lc, ORIN, b).seconds for lc, b in zip(launches, dram))
     main = max(range(len(launches)), key=lambda k: bounds[k].seconds)
     lc = launches[main]
+    global_clk, shared_clk = l1tex_split(lc, H200)
     prec = "fp16" if fp16 else "fp32"
     r90 = res.get(f"sm_90/{lc.kernel}/{prec}")
     r87 = res.get(f"sm_87/{lc.kernel}/{prec}")
@@ -105,7 +107,9 @@ def build_row(bench: BenchOp, shape: tuple[int, int, int, int], fp16: bool, pick
                sample_redundancy=samples / needed if needed else None,
                occupancy_sm90=occ90[1] if occ90 else None, occupancy_sm87=occ87[1] if occ87 else None,
                registers=r90["registers"] if r90 else None, spill_bytes=r90["spill_bytes"] if r90 else None,
-               predicted_us=predicted * 1e6, limiter=bounds[main].limiter, predicted_orin_us=orin * 1e6,
+               predicted_us=predicted * 1e6, limiter=bounds[main].limiter,
+               l1tex_shared_share=shared_clk / (global_clk + shared_clk) if global_clk + shared_clk else 0.0,
+               predicted_orin_us=orin * 1e6,
                yardstick=bench.yardstick, bound_us=yard.seconds * 1e6, ratio=predicted / yard.seconds,
                target=bench.target, floor_ratio=floor_ratio, floor_limiter=floor.limiter,
                design_floor_ratio=design_ratio, design_floor_limiter=design.limiter, note=note)
@@ -131,8 +135,8 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def format_table(rows: Sequence[Row]) -> str:
     """One text table per (shape, precision)."""
-    head = (f"{'op':<11}{'kernel':<34}{'conflict':>9}{'sect.eff':>9}{'redund':>8}{'occ90':>7}{'regs':>6}"
-            f"{'pred us':>10}{'limiter':>8}{'bound us':>10}{'ratio':>7}{'target':>7}{'floor':>7}{'dfloor':>7}"
+    head = (f"{'op':<14}{'kernel':<34}{'conflict':>9}{'sect.eff':>9}{'redund':>8}{'occ90':>7}{'regs':>6}"
+            f"{'pred us':>10}{'limiter':>8}{'smem%':>6}{'bound us':>10}{'ratio':>7}{'target':>7}{'floor':>7}{'dfloor':>7}"
             f"{'orin us':>10}")
     out: list[str] = []
     for key in dict.fromkeys((tuple(r.shape), r.precision) for r in rows):
@@ -140,9 +144,9 @@ def format_table(rows: Sequence[Row]) -> str:
         for r in rows:
             if (tuple(r.shape), r.precision) != key:
                 continue
-            out.append(f"{r.op:<11}{r.kernel[:33]:<34}{r.bank_conflict_factor:>9.2f}{r.sector_efficiency:>9.2f}"
+            out.append(f"{r.op:<14}{r.kernel[:33]:<34}{r.bank_conflict_factor:>9.2f}{r.sector_efficiency:>9.2f}"
                        f"{_fmt(r.sample_redundancy, '.2f'):>8}{_fmt(r.occupancy_sm90, '.2f'):>7}{_fmt(r.registers, 'd'):>6}"
-                       f"{r.predicted_us:>10.1f}{r.limiter:>8}{r.bound_us:>10.1f}{r.ratio:>7.2f}{r.target:>7.1f}"
+                       f"{r.predicted_us:>10.1f}{r.limiter:>8}{100 * r.l1tex_shared_share:>6.0f}{r.bound_us:>10.1f}{r.ratio:>7.2f}{r.target:>7.1f}"
                        f"{r.floor_ratio:>7.2f}{r.design_floor_ratio:>7.2f}{r.predicted_orin_us:>10.0f}  {r.note}")
     return "\n".join(out[1:])
 

@@ -1,7 +1,8 @@
 """Roofline lower bounds: per launch from the traced counters, and for the yardstick convolutions.
 
-A launch's predicted time is the largest of its throughput terms (DRAM bytes, L1 sectors, shared-memory
-wavefronts, FP32 FMAs, tensor-core MMAs), each at the GPU's peak: a lower bound that names its limiter.
+A launch's predicted time is the largest of its throughput terms (DRAM bytes, the L1TEX data path's global
+sectors plus shared-memory wavefronts, FP32 FMAs, tensor-core MMAs), each at the GPU's peak: a lower bound
+that names its limiter.
 """
 
 from __future__ import annotations
@@ -36,17 +37,24 @@ def sm_fill(blocks: int, gpu: Gpu) -> float:
 
 def predict_launch(lc: LaunchCounters, gpu: Gpu, dram_bytes: float) -> Bound:
     """Bound of one launch; `dram_bytes`: its compulsory DRAM traffic (the traced footprint has no cross-block
-    reuse). The per-SM terms (L1, shared memory, FMA, MMA) run on the SMs the grid fills (:func:`sm_fill`);
-    DRAM bandwidth is shared by the whole chip."""
-    global_sectors = lc.space_total("global")
+    reuse). The per-SM terms (L1TEX data path, FMA, MMA) run on the SMs the grid fills (:func:`sm_fill`);
+    DRAM bandwidth is shared by the whole chip. Global sectors and shared-memory wavefronts take turns on
+    one data path (``l1tex``, see :mod:`.hardware`): its time is the sum of both (:func:`l1tex_split`)."""
     fill = sm_fill(lc.blocks_total, gpu)
+    global_clk, shared_clk = l1tex_split(lc, gpu)
     return Bound({
         "dram": dram_bytes / gpu.dram_bytes_per_s,
-        "l1": global_sectors / (gpu.per_s(gpu.l1_sectors_per_clk) * fill),
-        "smem": lc.space_total("shared") / (gpu.per_s(gpu.smem_wavefronts_per_clk) * fill),
+        "l1tex": (global_clk + shared_clk) / (gpu.per_s(1.0) * fill),
         "fma": lc.total("fma") / (gpu.per_s(gpu.fp32_fma_per_clk) * fill),
         "mma": lc.total("mma") * 4096 / (gpu.per_s(gpu.fp16_mma_fma_per_clk * gpu.mma_sync_fraction) * fill),
     })
+
+
+def l1tex_split(lc: LaunchCounters, gpu: Gpu) -> tuple[float, float]:
+    """SM clocks of the L1TEX data path a launch spends on global sectors and on shared-memory wavefronts
+    (summed over its SMs)."""
+    return (lc.space_total("global") / gpu.l1_sectors_per_clk,
+            lc.space_total("shared") / gpu.smem_wavefronts_per_clk)
 
 
 def yardstick_bound(kind: str, shape: tuple[int, int, int, int], fp16: bool, gpu: Gpu) -> Bound:

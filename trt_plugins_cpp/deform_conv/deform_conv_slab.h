@@ -14,10 +14,9 @@
 //
 // The gather reads either the NCHW input (lanes on consecutive pixels of one channel: each corner load
 // of a warp touches as many 32-byte sectors as the sample points spread over rows) or, given a workspace,
-// an NHWC copy made by deform_conv_nhwc_block (4-8x fewer sectors than NCHW on scattered offsets): for
-// BM >= 128 a thread samples the chunk's 16 channels at two neighbouring pixels, each corner as two 16-byte
-// loads; for BM = 64 a lane pair samples them at four pixels, each corner as the two 16-byte halves of one
-// 32-byte sector in one instruction (half the L1 sectors, descriptors read twice; dc_slab_fill_nhwc).
+// an NHWC copy made by deform_conv_nhwc_block (4-8x fewer sectors than NCHW on scattered offsets): a lane
+// pair samples the chunk's 16 channels at four pixels, each corner as the two 16-byte halves of one 32-byte
+// sector in one instruction (dc_slab_fill_nhwc).
 //
 // The block body is written once against an executor (common/tile_gemm.h conventions); the CPU
 // reference runs it phase by phase (every warp's MMA as scalar FP32 sums of FP16-rounded operands).
@@ -224,92 +223,6 @@ DYNCONV_HD void dc_gather8(bool active, const T* src, float (&v)[8]) {
 #endif
 }
 
-//! Reads the two 4-byte values at src (8-byte aligned) with one 8-byte shared-memory load.
-template <typename V>
-DYNCONV_HD void dc_lds_pair(const V* src, V& a, V& b) {
-    static_assert(sizeof(V) == 4, "4-byte values");
-#if defined(__CUDA_ARCH__)
-    V v[2];
-    *reinterpret_cast<int2*>(v) = *reinterpret_cast<const int2*>(src);
-    a = v[0];
-    b = v[1];
-#else
-    trace_access(__FILE__, __LINE__, TraceSpace::kShared, false, src, 8);
-    a = src[0];
-    b = src[1];
-#endif
-}
-
-//! Writes two halves at dst (4-byte aligned) with one 4-byte shared-memory store.
-DYNCONV_HD void dc_sts_pair(MmaHalf* dst, MmaHalf a, MmaHalf b) {
-#if defined(__CUDA_ARCH__)
-    *reinterpret_cast<__half2*>(dst) = __halves2half2(a, b);
-#else
-    trace_access(__FILE__, __LINE__, TraceSpace::kShared, true, dst, 4);
-    dst[0] = a;
-    dst[1] = b;
-#endif
-}
-
-//! B fill from the NHWC copy xt [N, H, W, Cin] for tiles whose GEMM keeps shared memory the busier pipe
-//! (BM >= 128; see dc_slab_fill_nhwc): item (tap, pixel pair) samples the 16 channels c0 .. c0+15
-//! (zero past kc) at pixels pp = 2i and pp + 1, each corner of a pixel as two 16-byte loads (one 32-byte
-//! sector), and stores each channel's two samples as one 4-byte word of B. Consecutive threads take
-//! consecutive pairs: the descriptor loads (8 bytes) and the B stores (4 bytes) are conflict-free and use
-//! every byte of their wavefronts.
-template <class Cfg, typename T>
-DYNCONV_HD void dc_slab_fill_nhwc_pairs(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
-    static_assert(Cfg::BN % 2 == 0 && Cfg::CK == 16, "pixel pairs, two 8-channel runs");
-    constexpr int kPairs = Cfg::BN / 2;
-    const int taps = p.kh * p.kw;
-    const bool vec_ok = p.Cin % 8 == 0 && c0 % 8 == 0;  // 16-byte aligned 8-channel runs
-    for (int e = t; e < taps * kPairs; e += Cfg::kThreads) {
-        const int tap = e / kPairs, pp = 2 * (e % kPairs);
-        int n[2], idx[2][4];
-        float w[2][4];
-        int pos[2];
-        dc_lds_pair(&sm.img[pp], n[0], n[1]);
-        dc_lds_pair(&sm.tpos[tap][pp], pos[0], pos[1]);
-        DYNCONV_DC_UNROLL
-        for (int q = 0; q < 4; ++q) {
-            idx[0][q] = dc_corner_index(pos[0], q, p.H, p.W);
-            idx[1][q] = dc_corner_index(pos[1], q, p.H, p.W);
-            dc_lds_pair(&sm.tw[tap][q][pp], w[0][q], w[1][q]);
-        }
-        float val[2][Cfg::CK];
-        DYNCONV_DC_UNROLL
-        for (int s = 0; s < 2; ++s) {
-            DYNCONV_DC_UNROLL
-            for (int c = 0; c < Cfg::CK; ++c) val[s][c] = 0.f;
-            const long long img = static_cast<long long>(n[s] >= 0 ? n[s] : 0) * p.H * p.W;
-            DYNCONV_DC_UNROLL
-            for (int q = 0; q < 4; ++q) {  // w = 0 where idx < 0; as dc_sample, corner by corner
-                const bool on = n[s] >= 0 && idx[s][q] >= 0;
-                const T* src = xt + (img + (idx[s][q] >= 0 ? idx[s][q] : 0)) * p.Cin + c0;
-                DYNCONV_DC_UNROLL
-                for (int h = 0; h < 2; ++h) {
-                    if (vec_ok && 8 * h + 8 <= kc) {
-                        float cv[8];
-                        dc_gather8(on, src + 8 * h, cv);
-                        DYNCONV_DC_UNROLL
-                        for (int k = 0; k < 8; ++k) val[s][8 * h + k] += w[s][q] * cv[k];
-                    } else {
-                        DYNCONV_DC_UNROLL
-                        for (int k = 0; k < 8; ++k)
-                            val[s][8 * h + k] +=
-                                w[s][q] * to_float(DYNCONV_LDG_GATHER_IF(on && 8 * h + k < kc, src + 8 * h + k, T()));
-                    }
-                }
-            }
-            if (n[s] >= 0) trace_count(TraceCounter::kSamples, kc);
-        }
-        DYNCONV_DC_UNROLL
-        for (int c = 0; c < Cfg::CK; ++c)
-            dc_sts_pair(&sm.b[c * taps + tap][pp], to_mma_half(c < kc ? val[0][c] : 0.f),
-                        to_mma_half(c < kc ? val[1][c] : 0.f));
-    }
-}
-
 //! Reads the four 4-byte values at src (16-byte aligned) with one 16-byte shared-memory load.
 template <typename V>
 DYNCONV_HD void dc_lds_quad(const V* src, V (&v)[4]) {
@@ -339,14 +252,18 @@ DYNCONV_HD void dc_sts_quad(MmaHalf* dst, MmaHalf a, MmaHalf b, MmaHalf c, MmaHa
 #endif
 }
 
-//! B fill from the NHWC copy xt [N, H, W, Cin] for BM = 64: item (tap, pixel quad, half h) samples the 8 channels
+//! B fill from the NHWC copy xt [N, H, W, Cin]: item (tap, pixel quad, half h) samples the 8 channels
 //! c0+8h .. c0+8h+7 (zero past kc) at pixels pp = 4i .. 4i+3, each corner as one 16-byte load, and stores
 //! each channel's four samples as one 8-byte word of B. Consecutive threads take the two halves of a quad,
 //! then consecutive quads: a lane pair's corner loads are the two halves of one 32-byte sector (a warp
 //! touches only whole sectors), the descriptor loads (16 bytes, shared by the pair) use every byte of
 //! their wavefronts and the B stores fill 2 wavefronts with 256 distinct bytes.
+//! Lane pairs sharing each 32-byte corner sector read the gather's fewest L1 sectors at the cost of reading
+//! each descriptor twice: with L1 and shared memory on one data path that is the cheaper side for every
+//! tile (the model's counters, 1x256x100x152 on the 256x128 tile: 54.7 -> 47.7 us against one thread per
+//! pixel pair loading each corner as two 16-byte halves).
 template <class Cfg, typename T>
-DYNCONV_HD void dc_slab_fill_nhwc_quads(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
+DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
     static_assert(Cfg::BN % 4 == 0 && Cfg::CK == 16, "pixel quads, two 8-channel halves");
     constexpr int kQuads = Cfg::BN / 4, kPx = 4, kCh = Cfg::CK / 2;
     const int taps = p.kh * p.kw;
@@ -402,18 +319,6 @@ DYNCONV_HD void dc_slab_fill_nhwc_quads(const DeformConvParams& p, const T* xt, 
                         to_mma_half(v[3]));
         }
     }
-}
-
-//! B fill from the NHWC copy: the lane-pair quads halve the gather's L1 sectors but load each descriptor
-//! twice; worth it where the gather, not shared memory, limits the block: BM = 64 (the model's counters:
-//! 32x64x56x56 L1 27.3 -> 14.8 us, shared 21.0 -> 24.9 us), not BM >= 128 (the GEMM's fragment loads
-//! already keep shared memory busier than L1: 8x128x28x28 shared 4.2 -> 4.7 us).
-template <class Cfg, typename T>
-DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0, int kc, int t, DcSlabSmem<Cfg>& sm) {
-    if constexpr (Cfg::BM <= 64)
-        dc_slab_fill_nhwc_quads<Cfg, T>(p, xt, c0, kc, t, sm);
-    else
-        dc_slab_fill_nhwc_pairs<Cfg, T>(p, xt, c0, kc, t, sm);
 }
 
 //! Epilogue: thread t writes staged rows m0 .. m0+STAGE_M-1 + bias; consecutive threads store consecutive pixels.
