@@ -1,6 +1,6 @@
 """The one-window GPU check, stage 2 (TensorRT, no torch): parity, compute-sanitizer, benchmark, into OUT.
 
-    python -m dynconv.runtime.gpu_check CASES --out OUT [--steps parity sanitize bench] [--fake]
+    python -m dynconv.runtime.gpu_check CASES --out OUT [--steps parity sanitize bench ncu] [--fake]
     python -m dynconv.runtime.gpu_check run-plans PLAN=INPUTS.npz ...     (what compute-sanitizer runs)
 
 ``CASES`` is stage 1's directory (``python -m dynconv.export.gpu_cases CASES --bench``, written on the
@@ -10,7 +10,9 @@ CPU machine, plus ``eager_timings.json`` from ``--eager-only`` on the GPU host).
   compat forms, example network; engine vs onnxruntime and vs PyTorch eager; DRConv flipped share);
   the sanitizer verdict per kernel path; the benchmark rows (with the performance model's prediction
   joined where ``dynconv.plugins.perfmodel`` exists),
-- ``parity.txt`` and ``bench.txt``: the same as tables, ``bench.json``: the benchmark rows alone.
+- ``parity.txt`` and ``bench.txt``: the same as tables, ``bench.json``: the benchmark rows alone,
+- ``ncu.txt``: Nsight Compute's counters of every FP16 plugin launch at one benchmark shape next to the
+  performance model's (:mod:`.gpu_ncu`; the rows are in ``summary.json``).
 
 ``--fake`` is the CPU dry run: engines answer with the stored PyTorch outputs, timings are
 placeholders marked ``"fake": true``, the sanitizer step only records its command.
@@ -40,7 +42,7 @@ from .errors import DynconvError
 from .gpu_parity import PRECISIONS, ParityRow, check_case, fake_engine_factory, trt_engine_factory
 
 PROG = "python -m dynconv.runtime.gpu_check"
-STEPS = ("parity", "sanitize", "bench")
+STEPS = ("parity", "sanitize", "bench", "ncu")
 SANITIZER_ERROR_EXIT = 86
 PERFMODEL = "dynconv.plugins.perfmodel"
 PERFMODEL_JSON = "perfmodel.json"
@@ -260,14 +262,17 @@ def prebuilt_timer(plans: dict[str, Path]):
 
 
 def run_bench(root: Path, workdir: Path, fake: bool, runs: int, precisions: Sequence[str],
-              jobs: int = 1) -> tuple[list, dict]:
+              jobs: int = 1) -> tuple[list, dict, dict[str, Path]]:
+    """Time the benchmark; returns the results, the run's facts and the plans it prebuilt ({onnx: plan})."""
     from . import bench_plugins  # noqa: PLC0415
 
+    plans: dict[str, Path] = {}
     if fake:
         timer = fake_engine_ms
     elif jobs > 1:
         items = [i for i in bench_plugins.load_manifest(root)["bench"]["items"] if i["precision"] in precisions]
-        timer = prebuilt_timer(prebuild_bench(root, items, workdir, jobs))
+        plans = prebuild_bench(root, items, workdir, jobs)
+        timer = prebuilt_timer(plans)
     else:
         timer = bench_plugins.engine_gpu_ms
     results = bench_plugins.run(root, precisions, runs, time_engine=timer)
@@ -275,7 +280,29 @@ def run_bench(root: Path, workdir: Path, fake: bool, runs: int, precisions: Sequ
     joined = bench_plugins.join_predictions(results, predictions) if predictions else 0
     info = {"runs": runs, "fake": fake, "perfmodel": PERFMODEL if predictions else None, "predictions_joined": joined,
             "eager_timings": (root / bench_plugins.EAGER_TIMINGS).is_file()}
-    return results, info
+    return results, info, plans
+
+
+def run_ncu(root: Path, manifest: dict, workdir: Path, fake: bool, ncu: str | None, plans: dict[str, Path]):
+    """:mod:`.gpu_ncu` on the FP16 plugin plans of one benchmark shape (built here where the benchmark
+    did not prebuild them)."""
+    from . import gpu_ncu  # noqa: PLC0415
+
+    shapes = [list(s) for s in manifest["bench"]["shapes"]]
+    shape = list(gpu_ncu.DEFAULT_SHAPE) if list(gpu_ncu.DEFAULT_SHAPE) in shapes else shapes[0]
+    wanted = [i for i in manifest["bench"]["items"]
+              if i["kind"] == "plugin" and i["precision"] == "fp16" and list(i["shape"]) == shape]
+    plans = dict(plans)
+    for k, item in enumerate(i for i in wanted if not fake and str(root / i["onnx"]) not in plans):
+        plan = workdir / "ncu-plans" / f"{k:03d}.plan"
+        plan.parent.mkdir(parents=True, exist_ok=True)
+        error = _build_job(str(root / item["onnx"]), str(plan), True, str(plan.parent / "timing.cache"))
+        if error:
+            log.error("building %s for ncu failed: %s", item["onnx"], error)
+        else:
+            plans[str(root / item["onnx"])] = plan
+    plan_targets = gpu_ncu.targets(root, wanted, plans, workdir / "ncu", shape)
+    return gpu_ncu.run(ncu, plan_targets, perfmodel_predictions(root, workdir), fake, shape)
 
 
 def draw_png(bench_json: Path, png: Path) -> str:
@@ -300,13 +327,14 @@ def draw_png(bench_json: Path, png: Path) -> str:
 # --- driver ---------------------------------------------------------------------------------------
 
 def run_check(root: Path, out: Path, steps: Sequence[str], fake: bool, sanitizer: str | None, runs: int,
-              precisions: Sequence[str], workdir: Path, jobs: int = 1) -> dict:
+              precisions: Sequence[str], workdir: Path, jobs: int = 1, ncu: str | None = "ncu") -> dict:
     from . import bench_plugins  # noqa: PLC0415
 
     manifest = bench_plugins.load_manifest(root)
     plugin_library = os.environ.get("DYNCONV_PLUGIN_LIB")
     summary: dict = {"environment": environment(fake, plugin_library), "steps": list(steps), "seconds": {}}
     plans: dict = {}
+    bench_plans: dict[str, Path] = {}
     if "parity" in steps:
         started = time.monotonic()
         rows, plans = run_parity(root, manifest, workdir, fake, jobs)
@@ -322,7 +350,7 @@ def run_check(root: Path, out: Path, steps: Sequence[str], fake: bool, sanitizer
         summary["bench"] = {"skipped": "the manifest has no benchmark models (stage 1 without --bench)"}
     elif "bench" in steps:
         started = time.monotonic()
-        results, info = run_bench(root, workdir, fake, runs, precisions, jobs)
+        results, info, bench_plans = run_bench(root, workdir, fake, runs, precisions, jobs)
         rows = bench_plugins.result_rows(results)
         summary["bench"] = {"info": info, "rows": rows}
         atomic_write_text(out / "bench.json", json.dumps({"environment": summary["environment"], "info": info,
@@ -330,6 +358,14 @@ def run_check(root: Path, out: Path, steps: Sequence[str], fake: bool, sanitizer
         atomic_write_text(out / "bench.txt", bench_plugins.table(results) + "\n")
         summary["bench"]["png"] = draw_png(out / "bench.json", out / "bench.png")
         summary["seconds"]["bench"] = round(time.monotonic() - started, 1)
+    if "ncu" in steps and manifest.get("bench"):
+        from .gpu_ncu import table as ncu_table  # noqa: PLC0415
+
+        started = time.monotonic()
+        report = run_ncu(root, manifest, workdir, fake, ncu, bench_plans)
+        summary["ncu"] = report.to_json()
+        atomic_write_text(out / "ncu.txt", ncu_table(report))
+        summary["seconds"]["ncu"] = round(time.monotonic() - started, 1)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     return summary
 
@@ -342,6 +378,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     p.add_argument("--fake", action="store_true", help="CPU dry run: fake engines and timings")
     p.add_argument("--sanitizer", default="compute-sanitizer", help="compute-sanitizer executable")
+    p.add_argument("--ncu", default="ncu", help="Nsight Compute CLI executable")
     p.add_argument("--runs", type=int, default=100, help="timed runs per benchmark engine")
     p.add_argument("--precision", nargs="+", choices=("fp16", "fp32"), default=["fp16", "fp32"])
     p.add_argument("--workdir", help="where plans go (default: a temporary directory)")
@@ -374,14 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             summary = run_check(Path(args.cases), out, args.steps, args.fake, args.sanitizer, args.runs,
-                                args.precision, workdir, args.jobs)
+                                args.precision, workdir, args.jobs, args.ncu)
     except DynconvError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     parity_ok = summary.get("parity_passed", True)
     sanitizer = summary.get("sanitizer", {}).get("status", "-")
     print(f"parity {'ok' if parity_ok else 'FAILED'}; sanitizer {sanitizer}; "
-          f"bench {len(summary.get('bench', {}).get('rows', []))} rows; results in {out}")
+          f"bench {len(summary.get('bench', {}).get('rows', []))} rows; ncu {summary.get('ncu', {}).get('status', '-')}; "
+          f"results in {out}")
     return 0 if parity_ok and sanitizer != "errors" else 1
 
 

@@ -36,6 +36,7 @@ BUILD_NETWORK_S = 25.0     # one example-network engine
 BUILD_BENCH_S = 6.0        # one static benchmark engine (timing cache shared)
 TIME_BENCH_S = 1.0         # timing one benchmark engine (warmup + 100 runs, 3 modes)
 SANITIZER_S = 60.0         # one memcheck process over ~10 plans (TensorRT's own kernels checked too)
+NCU_S = 45.0               # one ncu process: ~12 plugin launches x a few replay passes, plus engine loads
 TRT_IMPORT_S = 5.0         # trtpy start + import tensorrt + plugin library
 JOBS = 6                   # engines built at once by .ci/gpu-check (16-core host); timing stays serial
 WORKER_START_S = 8.0       # spawning the build workers (each imports tensorrt)
@@ -113,6 +114,7 @@ def check_seconds(counts: dict, bundle_packed: int) -> dict[str, float]:
         "eager timings (python3)": EAGER_S if counts["eager"] else 0.0,
         "parity engines": TRT_IMPORT_S + parallel_s(parity_work, longest),
         "compute-sanitizer": SANITIZER_S,
+        "ncu counters": NCU_S if counts["bench"] else 0.0,
         "benchmark": parallel_s(counts["bench"] * BUILD_BENCH_S, BUILD_BENCH_S) + counts["bench"] * TIME_BENCH_S,
     }
 

@@ -120,6 +120,17 @@ def test_fake_benchmark_writes_json_png_and_joins_the_performance_model(tmp_path
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["bench"]["png"] == str(out / "bench.png") and "parity" not in summary
+    assert "ncu" not in summary
+
+
+def test_fake_check_records_the_ncu_command_without_running_it(tmp_path):
+    cases, out = tmp_path / "cases", tmp_path / "out"
+    _bench_cases(cases, perfmodel=True)
+    assert gpu_check.main([str(cases), "--out", str(out), "--fake", "--steps", "bench", "ncu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ncu"]["status"] == "not run (dry run)" and summary["ncu"]["shape"] == [1, 16, 8, 8]
+    assert "l1tex__data_pipe_lsu_wavefronts.sum" in summary["ncu"]["command"]
+    assert (out / "ncu.txt").read_text().startswith("ncu at 1x16x8x8 FP16: not run (dry run)")
 
 
 def _tool(tmp_path: Path, name: str, body: str) -> str:

@@ -44,6 +44,7 @@ class Row:
     design_floor_ratio: float    #: the floor of the kernels' design class (mma.sync share, gather sectors) / yardstick
     design_floor_limiter: str
     note: str
+    launches: list[dict]         #: per launch (:func:`launch_counters`), for measured counters to sit next to
 
 
 def _dram_split(launches: list[LaunchCounters], shape, total: int, elem: int) -> list[float]:
@@ -101,7 +102,7 @@ def build_row(bench: BenchOp, shape: tuple[int, int, int, int], fp16: bool, pick
         note = f"kernel above target, limited by {bounds[main].limiter}"
     else:
         note = "within target"
-    return Row(op=bench.label, kernel="+".join([lc.kernel] + [l.kernel for k, l in enumerate(launches) if k != main]),
+    return Row(launches=[launch_counters(l, b) for l, b in zip(launches, bounds)], op=bench.label, kernel="+".join([lc.kernel] + [l.kernel for k, l in enumerate(launches) if k != main]),
                precision=prec, shape=list(shape), bank_conflict_factor=max(l.bank_conflict_factor() for l in launches),
                sector_efficiency=sum(s.ideal * k for s, k in plain) / units if units else 1.0,
                sample_redundancy=samples / needed if needed else None,
@@ -113,6 +114,13 @@ def build_row(bench: BenchOp, shape: tuple[int, int, int, int], fp16: bool, pick
                yardstick=bench.yardstick, bound_us=yard.seconds * 1e6, ratio=predicted / yard.seconds,
                target=bench.target, floor_ratio=floor_ratio, floor_limiter=floor.limiter,
                design_floor_ratio=design_ratio, design_floor_limiter=design.limiter, note=note)
+
+
+def launch_counters(lc: LaunchCounters, bound) -> dict:
+    """One launch's traced totals (scaled to its grid) and H200 bound, as ``ncu`` measures them per launch."""
+    return {"kernel": lc.kernel, "blocks": lc.blocks_total, "global_sectors": lc.space_total("global"),
+            "shared_wavefronts": lc.space_total("shared"), "bank_conflict_factor": lc.bank_conflict_factor(),
+            "mma": lc.total("mma"), "predicted_us": bound.seconds * 1e6, "limiter": bound.limiter}
 
 
 def build_rows(shapes: Sequence[tuple[int, int, int, int]] = BENCH_SHAPES, precisions: Sequence[str] = ("fp16", "fp32"),
