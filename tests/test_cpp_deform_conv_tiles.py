@@ -131,10 +131,56 @@ def _slab_kernel(cout: int, n: int, h: int, w: int, cin: int = 32) -> str:
     (64, 2, 40, 40, "dcn_slab_64x64"),      # 13 blocks of 256 pixels; 50 of 64
     (256, 1, 25, 38, "dcn_slab_256x128"),   # the only tile covering 256 channels
     (64, 1, 32766, 2, "dcn_slab_64x256"),    # the tallest map whose corners the slabs pack in 16 bits
-    (64, 1, 32767, 2, "dcn_fma_64x64"),      # taller: the FP32-FMA tile
+    (64, 1, 32767, 2, "dcn_fma_64x256"),     # taller: the (wide) FP32-FMA tile
 ])
 def test_slab_tile_fills_the_sms(cout, n, h, w, kernel):
     assert _slab_kernel(cout, n, h, w) == kernel
+
+
+def _fma_kernel(cout: int, n: int, h: int, w: int, cin: int = 16) -> str:
+    from dynconv.plugins.perfmodel import trace_op
+
+    arrays = _inputs(cout, np.random.default_rng(0), n=n, cin=cin, h=h, w=w)
+    return [lc.kernel for lc in trace_op("deform_conv2d", arrays, ATTRS, picks=1)][-1]
+
+
+@pytest.mark.parametrize("cout, n, h, w, kernel", [
+    (256, 1, 100, 152, "dcn_fma_256x128"),  # 119 blocks of 128 pixels fill the SMs once
+    (128, 8, 28, 28, "dcn_fma_128x64"),     # 25 blocks of 256 pixels would leave 107 SMs idle
+    (64, 32, 56, 56, "dcn_fma_64x256"),     # 392 blocks: three waves of 256 pixels or twelve of 64, a tie
+    (40, 2, 9, 9, "dcn_fma_64x64"),
+    (12, 2, 9, 9, "dcn_fma_16x128"),        # the channel-narrow tiles have no wide twin
+])
+def test_fma_tile_fills_the_sms(cout, n, h, w, kernel):
+    assert _fma_kernel(cout, n, h, w) == kernel
+
+
+@pytest.mark.parametrize("cout, h, w", [(40, 7, 9), (96, 8, 8), (160, 7, 9), (272, 8, 8)])
+def test_wide_fma_tiles_match_torch_and_the_narrow_tiles_bits(cout, h, w, set_sm_count):
+    """The wide FP32 tiles (16x8, 8x16, 8x8 micro-tiles; pixel runs of 4 a row of threads apart) sum every
+    output in the narrow tiles' order: same bits, within 1e-4 of torch; 7x9 maps store pixel by pixel, 8x8
+    ones as 4-pixel vectors (two images: runs never cross one)."""
+    import torch
+
+    from dynconv.plugins import get_spec
+
+    arrays = _inputs(cout, np.random.default_rng(cout + h), n=2, h=h, w=w)
+    narrow = native.run_reference("deform_conv2d", arrays, ATTRS)  # tiny map: the narrow tile fills more SMs
+    set_sm_count(0)
+    wide = native.run_reference("deform_conv2d", arrays, ATTRS)
+    np.testing.assert_array_equal(wide, narrow)
+    spec = get_spec("deform_conv2d")
+    norm = spec.normalize({k: v for k, v in ATTRS.items() if not k.startswith("with_")})
+    with torch.no_grad():
+        ref = torch.ops.dynconv.deform_conv2d(*[torch.from_numpy(a.astype(np.float64)) for a in arrays],
+                                              *[norm[a.name] for a in spec.attributes]).numpy()
+    assert float(np.abs(wide - ref).max()) <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_wide_fma_tiles_run_where_the_sms_are_not_the_limit(set_sm_count):
+    set_sm_count(0)
+    assert [_fma_kernel(c, 2, 9, 9) for c in (160, 96, 40, 12)] == [
+        "dcn_fma_256x128", "dcn_fma_128x256", "dcn_fma_64x256", "dcn_fma_16x128"]
 
 
 def test_the_tile_chosen_for_the_sms_gives_the_same_bits(set_sm_count):

@@ -24,6 +24,9 @@ struct GemmTile {
     static constexpr int kMinBlocks = TM * TN >= 64 ? 1 : 2;
     static_assert(kThreads == 256, "the tiled kernels use 256 threads");
     static_assert(TN % 4 == 0 && TM >= 1, "pixel micro-tile read as float4");
+    //! Tile column of pixel r of thread column tx: runs of 4 consecutive pixels, a thread's runs TX * 4
+    //! apart, so the lanes of a warp read consecutive 16-byte words of a row (conflict-free for any TN).
+    static constexpr int pixel(int tx, int r) { return (r / 4) * (TX * 4) + tx * 4 + r % 4; }
 };
 
 template <class Cfg>
@@ -44,7 +47,7 @@ constexpr int tile_weight_vector_bytes() {
     return (LDW % 4 == 0 && Cfg::TM % 4 == 0) ? 16 : (LDW % 2 == 0 && Cfg::TM % 2 == 0) ? 8 : 4;
 }
 
-//! acc[s][r] += w[kk][ty*TM + s] * x[kk][tx*TN + r] for kk < kc (x: BK x BN samples, w: BK x BM weights in
+//! acc[s][r] += w[kk][ty*TM + s] * x[kk][pixel(tx, r)] for kk < kc (x: BK x BN samples, w: BK x BM weights in
 //! rows of LDW >= BM floats).
 template <class Cfg, int LDW>
 DYNCONV_HD void tile_accumulate(int kc, int t, const float (&x)[Cfg::BK][Cfg::BN], const float (&w)[Cfg::BK][LDW],
@@ -55,7 +58,7 @@ DYNCONV_HD void tile_accumulate(int kc, int t, const float (&x)[Cfg::BK][Cfg::BN
 #if defined(__CUDA_ARCH__)
 #pragma unroll
         for (int r = 0; r < Cfg::TN; r += 4) {
-            const float4 v4 = *reinterpret_cast<const float4*>(&x[kk][tx * Cfg::TN + r]);
+            const float4 v4 = *reinterpret_cast<const float4*>(&x[kk][Cfg::pixel(tx, r)]);
             b[r] = v4.x; b[r + 1] = v4.y; b[r + 2] = v4.z; b[r + 3] = v4.w;
         }
 #pragma unroll
@@ -66,10 +69,10 @@ DYNCONV_HD void tile_accumulate(int kc, int t, const float (&x)[Cfg::BK][Cfg::BN
             for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);
 #else
         // The GPU reads the pixel micro-tile as float4 and the TM weights as one TM*4-byte vector.
-        for (int r = 0; r < Cfg::TN; r += 4) DYNCONV_TRACE_ACCESS(kShared, false, &x[kk][tx * Cfg::TN + r], 16);
+        for (int r = 0; r < Cfg::TN; r += 4) DYNCONV_TRACE_ACCESS(kShared, false, &x[kk][Cfg::pixel(tx, r)], 16);
         constexpr int vec = tile_weight_vector_bytes<Cfg, LDW>();
         for (int s = 0; s < Cfg::TM; s += vec / 4) DYNCONV_TRACE_ACCESS(kShared, false, &w[kk][ty * Cfg::TM + s], vec);
-        for (int r = 0; r < Cfg::TN; ++r) b[r] = x[kk][tx * Cfg::TN + r];
+        for (int r = 0; r < Cfg::TN; ++r) b[r] = x[kk][Cfg::pixel(tx, r)];
         for (int s = 0; s < Cfg::TM; ++s) a[s] = w[kk][ty * Cfg::TM + s];
         for (int s = 0; s < Cfg::TM; ++s)
             for (int r = 0; r < Cfg::TN; ++r) acc.v[s][r] = fmaf(a[s], b[r], acc.v[s][r]);

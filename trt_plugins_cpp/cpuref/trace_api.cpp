@@ -185,6 +185,9 @@ std::vector<LaunchTrace> trace_deform_conv(const Attrs& a, const std::vector<Sha
     const DcPtrs<T> io{b.ptr(0), b.ptr(1), b.ptr(2), p.with_mask ? b.ptr(3) : nullptr, p.with_bias ? b.ptr(4) : nullptr,
                        b.out};
     switch (deform_conv_kernel_choice(p, fp16, kDcSmemOptinSm90, g_cpu_sm_count)) {
+    case DcKernel::kFma256W: return trace_dc_fma<DcTile256W, T>("dcn_fma_256x128", p, io, picks);
+    case DcKernel::kFma128W: return trace_dc_fma<DcTile128W, T>("dcn_fma_128x256", p, io, picks);
+    case DcKernel::kFmaLargeW: return trace_dc_fma<DcTileLargeW, T>("dcn_fma_64x256", p, io, picks);
     case DcKernel::kFma256: return trace_dc_fma<DcTile256, T>("dcn_fma_256x64", p, io, picks);
     case DcKernel::kFma128: return trace_dc_fma<DcTile128, T>("dcn_fma_128x64", p, io, picks);
     case DcKernel::kFmaLarge: return trace_dc_fma<DcTileLarge, T>("dcn_fma_64x64", p, io, picks);

@@ -57,8 +57,7 @@ int device_smem_optin() {
 
 //! The kernel a problem runs on the current device.
 DcKernel device_kernel_choice(const DeformConvParams& p, bool fp16) {
-    return fp16 ? deform_conv_kernel_choice(p, true, device_smem_optin(), device_sm_count())
-                : deform_conv_kernel_choice(p, false, 0, 0);
+    return deform_conv_kernel_choice(p, fp16, fp16 ? device_smem_optin() : 0, device_sm_count());
 }
 
 //! Launches the slab kernel of tile Cfg with its dynamic shared memory (opted in per launch: the attribute
@@ -114,6 +113,9 @@ template <>
 cudaError_t launch_choice<float>(DcKernel kernel, const DcPtrs<float>& io, const DeformConvParams& p, cudaStream_t stream,
                                  void* workspace) {
     switch (kernel) {
+    case DcKernel::kFma256W: return launch_fma<DcTile256W, float>(io, p, stream, workspace);
+    case DcKernel::kFma128W: return launch_fma<DcTile128W, float>(io, p, stream, workspace);
+    case DcKernel::kFmaLargeW: return launch_fma<DcTileLargeW, float>(io, p, stream, workspace);
     case DcKernel::kFma256: return launch_fma<DcTile256, float>(io, p, stream, workspace);
     case DcKernel::kFma128: return launch_fma<DcTile128, float>(io, p, stream, workspace);
     case DcKernel::kFmaLarge: return launch_fma<DcTileLarge, float>(io, p, stream, workspace);
@@ -127,6 +129,9 @@ template <>
 cudaError_t launch_choice<__half>(DcKernel kernel, const DcPtrs<__half>& io, const DeformConvParams& p, cudaStream_t stream,
                                   void* workspace) {
     switch (kernel) {
+    case DcKernel::kFma256W: return launch_fma<DcTile256W, __half>(io, p, stream, workspace);
+    case DcKernel::kFma128W: return launch_fma<DcTile128W, __half>(io, p, stream, workspace);
+    case DcKernel::kFmaLargeW: return launch_fma<DcTileLargeW, __half>(io, p, stream, workspace);
     case DcKernel::kFma256: return launch_fma<DcTile256, __half>(io, p, stream, workspace);
     case DcKernel::kFma128: return launch_fma<DcTile128, __half>(io, p, stream, workspace);
     case DcKernel::kFmaLarge: return launch_fma<DcTileLarge, __half>(io, p, stream, workspace);

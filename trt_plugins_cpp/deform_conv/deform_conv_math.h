@@ -69,6 +69,12 @@ using DcTile = GemmTile<BM, BN, TM, TN>;
 using DcTile256 = DcTile<256, 64, 16, 4>;  // Cout/groups > 128
 using DcTile128 = DcTile<128, 64, 8, 4>;   // 64 < Cout/groups <= 128
 using DcTileLarge = DcTile<64, 64, 4, 4>;  // 16 < Cout/groups <= 64
+// Wide twins (more pixels per block and per thread): a TM x TN micro-tile reads (TM + TN) / (TM * TN) shared
+// words per FMA, and shared memory returns 128 bytes per clock against the SM's 128 FMA lanes: 16x4 and 4x4
+// are shared-memory bound, 16x8 and 8x16 are not, 8x8 is even. Fewer blocks, so small maps keep the above.
+using DcTile256W = DcTile<256, 128, 16, 8>;  // Cout/groups > 128
+using DcTile128W = DcTile<128, 256, 8, 16>;  // 64 < Cout/groups <= 128
+using DcTileLargeW = DcTile<64, 256, 8, 8>;  // 16 < Cout/groups <= 64
 using DcTileMedium = DcTile<16, 128, 2, 4>;  // 4 < Cout/groups <= 16
 using DcTileSmall = DcTile<4, 256, 1, 4>;    // Cout/groups <= 4 (depthwise-like)
 template <class Cfg>
@@ -226,8 +232,8 @@ DYNCONV_HD void dc_store4(T* dst, const float (&v)[4]) {
 #endif
 }
 
-//! Phase 4: bias + store of the thread's TM x TN outputs: as vectors of 4 pixels where a run of 4 lies in
-//! one image and is aligned (Ho*Wo % 4 == 0), else one by one.
+//! Phase 4: bias + store of the thread's TM x TN outputs (pixels GemmTile::pixel): as vectors of 4 pixels
+//! where a run of 4 lies in one image and is aligned (Ho*Wo % 4 == 0), else one by one.
 template <class Cfg, typename T>
 DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0, int g, int o0, int t,
                          const DcAcc<Cfg>& acc) {
@@ -240,20 +246,20 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
         if (ol >= cog) continue;
         const long long o = static_cast<long long>(g) * cog + ol;
         const float b = p.with_bias ? to_float(DYNCONV_LDG(io.bias + o)) : 0.f;
-        const long long q0 = static_cast<long long>(p0) + tx * Cfg::TN;  // a multiple of 4
-        if (hw_out % 4 == 0 && q0 + Cfg::TN <= total) {
-            for (int r = 0; r < Cfg::TN; r += 4) {
-                const long long n = (q0 + r) / hw_out, rem = q0 + r - n * hw_out;
+        for (int r = 0; r < Cfg::TN; r += 4) {
+            const long long q0 = static_cast<long long>(p0) + Cfg::pixel(tx, r);  // a multiple of 4
+            if (hw_out % 4 == 0 && q0 + 4 <= total) {
+                const long long n = q0 / hw_out, rem = q0 - n * hw_out;
                 const float v[4] = {acc.v[s][r] + b, acc.v[s][r + 1] + b, acc.v[s][r + 2] + b, acc.v[s][r + 3] + b};
                 dc_store4(io.out + (n * p.Cout + o) * hw_out + rem, v);
+                continue;
             }
-            continue;
-        }
-        for (int r = 0; r < Cfg::TN; ++r) {
-            const long long q = q0 + r;
-            if (q >= total) continue;
-            const long long n = q / hw_out, rem = q - n * hw_out;
-            DYNCONV_STG(io.out + (n * p.Cout + o) * hw_out + rem, from_float<T>(acc.v[s][r] + b));
+            for (int k = 0; k < 4; ++k) {
+                const long long q = q0 + k;
+                if (q >= total) continue;
+                const long long n = q / hw_out, rem = q - n * hw_out;
+                DYNCONV_STG(io.out + (n * p.Cout + o) * hw_out + rem, from_float<T>(acc.v[s][r + k] + b));
+            }
         }
     }
 }

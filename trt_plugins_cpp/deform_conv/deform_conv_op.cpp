@@ -116,6 +116,9 @@ Shape deform_conv_run_params(DeformConvParams p, const std::vector<Shape>& shape
     if (!out) return o;
     DcPtrs<float> io{in[0], in[1], in[2], p.with_mask ? in[3] : nullptr, p.with_bias ? in[4] : nullptr, out};
     switch (deform_conv_kernel_choice(p, fp16_io, g_cpu_smem_optin, g_cpu_sm_count)) {
+    case DcKernel::kFma256W: run_tiled<DcTile256W>(p, io); break;
+    case DcKernel::kFma128W: run_tiled<DcTile128W>(p, io); break;
+    case DcKernel::kFmaLargeW: run_tiled<DcTileLargeW>(p, io); break;
     case DcKernel::kFma256: run_tiled<DcTile256>(p, io); break;
     case DcKernel::kFma128: run_tiled<DcTile128>(p, io); break;
     case DcKernel::kFmaLarge: run_tiled<DcTileLarge>(p, io); break;

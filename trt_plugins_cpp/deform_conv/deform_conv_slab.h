@@ -447,9 +447,10 @@ DYNCONV_HD DeformConvParams dc_weight_transpose_params(const DeformConvParams& p
 //! slab tile covering the group's output channels whose dynamic shared memory fits the device's opt-in
 //! limit `smem_optin` (all of sm_75 and newer fit DcSlabCompact), or a tile of fewer pixels when that
 //! fills more of the device's `sm_count` SMs (dc_slab_span; sm_count <= 0: the largest tile regardless).
-//! Otherwise, or without that much shared memory, the FP32-FMA tile sized for the output channels per group.
+//! Otherwise, or without that much shared memory, the FP32-FMA tile sized for the output channels per group,
+//! wide where that does not leave too many SMs idle (dc_fma_choice).
 enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kFma128, kFma256, kSlabWide, kSlabMid, kSlabTall,
-                            kSlabMid64, kSlabCompact, kSlabTall256 };
+                            kSlabMid64, kSlabCompact, kSlabTall256, kFma256W, kFma128W, kFmaLargeW };
 
 constexpr int kDcSmemOptinSm90 = 227 * 1024;  // the CPU reference and tracer run the sm_90 choice by default
 
@@ -479,6 +480,16 @@ DYNCONV_HD void dc_consider(const DeformConvParams& p, int sm_count, int smem_op
     }
 }
 
+//! The wide FMA tile Wide, or its narrow twin Narrow (a quarter to a half of its pixels) where that shortens
+//! the launch enough on `sm_count` SMs (smaller_tile_pays; sm_count <= 0: the wide tile).
+template <class Wide, class Narrow>
+DYNCONV_HD DcKernel dc_fma_choice(const DeformConvParams& p, int sm_count, DcKernel wide, DcKernel narrow) {
+    if (sm_count <= 0) return wide;
+    const long long wide_span = launch_span(dc_grid_x<Wide>(p) * dc_grid_y<Wide>(p), Wide::BN, sm_count);
+    const long long narrow_span = launch_span(dc_grid_x<Narrow>(p) * dc_grid_y<Narrow>(p), Narrow::BN, sm_count);
+    return smaller_tile_pays(narrow_span, wide_span) ? narrow : wide;
+}
+
 DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io, int smem_optin = kDcSmemOptinSm90,
                                               int sm_count = kSmCountH200) {
     const int cog = p.Cout / p.groups;
@@ -499,9 +510,10 @@ DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp
         if (cog <= 64 || span < 0) dc_consider<DcSlabCompact>(p, sm_count, smem_optin, DcKernel::kSlabCompact, best, span);
         if (span >= 0) return best;
     }
-    if (cog > 128) return DcKernel::kFma256;
-    if (cog > 64) return DcKernel::kFma128;
-    return cog > 16 ? DcKernel::kFmaLarge : cog > 4 ? DcKernel::kFmaMedium : DcKernel::kFmaSmall;
+    if (cog > 128) return dc_fma_choice<DcTile256W, DcTile256>(p, sm_count, DcKernel::kFma256W, DcKernel::kFma256);
+    if (cog > 64) return dc_fma_choice<DcTile128W, DcTile128>(p, sm_count, DcKernel::kFma128W, DcKernel::kFma128);
+    if (cog > 16) return dc_fma_choice<DcTileLargeW, DcTileLarge>(p, sm_count, DcKernel::kFmaLargeW, DcKernel::kFmaLarge);
+    return cog > 4 ? DcKernel::kFmaMedium : DcKernel::kFmaSmall;
 }
 
 DYNCONV_HD bool dc_is_slab(DcKernel k) {

@@ -315,7 +315,7 @@ DYNCONV_HD void dr_store(const DrconvParams& p, T* out, int o0, int t, const DrG
         const int o = o0 + ty * Cfg::TM + s;
         if (o >= p.O) continue;
         for (int r = 0; r < Cfg::TN; ++r) {
-            const int q = DYNCONV_LDS(&sm.pix[tx * Cfg::TN + r]);
+            const int q = DYNCONV_LDS(&sm.pix[Cfg::pixel(tx, r)]);
             if (q >= 0) DYNCONV_STG(out + (static_cast<long long>(sm.n) * p.O + o) * hw + q, from_float<T>(acc.v[s][r]));
         }
     }
