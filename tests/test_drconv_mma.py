@@ -72,3 +72,40 @@ def test_the_half_width_tiles_give_the_same_bits(o, sm_count):
     sm_count(0)
     np.testing.assert_array_equal(native.run_reference("drconv", inputs, attrs, fp16_io=True), half)
 
+
+
+def _fp32_gemm(inputs: list[np.ndarray], m: int) -> str:
+    return trace_op("drconv", inputs, dict(ATTRS, region_num=m), picks=1)[-1].kernel
+
+
+@pytest.mark.parametrize("o", [24, 72])
+def test_wide_fp32_tiles_give_the_narrow_tiles_bits_and_torch_values(o, sm_count):
+    """The 64x256 FP32 tile (8x8 micro-tiles) and the 64x64 one (4x4) sum each output's C*9 products in
+    the same order; both within 1e-4 of the PyTorch op in float64."""
+    import torch
+
+    from dynconv.plugins import get_spec
+
+    inputs = _inputs(2, 16, 13, 21, o, 3, np.random.default_rng(o))
+    attrs = dict(ATTRS, region_num=3)
+    assert _fp32_gemm(inputs, 3) == "drconv_fma_64x64"  # a small map on 132 SMs
+    narrow = native.run_reference("drconv", inputs, attrs)
+    sm_count(0)
+    assert _fp32_gemm(inputs, 3) == "drconv_fma_64x256"
+    wide = native.run_reference("drconv", inputs, attrs)
+    np.testing.assert_array_equal(wide, narrow)
+    spec = get_spec("drconv")
+    norm = spec.normalize(attrs)
+    with torch.no_grad():
+        ref = torch.ops.dynconv.drconv(*[torch.from_numpy(a.astype(np.float64)) for a in inputs],
+                                       *[norm[a.name] for a in spec.attributes]).numpy()
+    assert float(np.abs(wide - ref).max()) <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("o, kernel", [
+    (256, "drconv_fma_64x256"),  # 4 channel tiles x 64 list tiles of 256: two waves on 132 SMs, as with 64x64
+    (64, "drconv_fma_64x64"),    # 64 tiles of 256 would leave 68 SMs idle
+    (12, "drconv_fma_16x128"),
+])
+def test_fp32_tile_for_the_sms(o, kernel):
+    assert _fp32_gemm(_inputs(1, 16, 100, 152, o, 8, np.random.default_rng(0)), 8) == kernel

@@ -49,14 +49,15 @@ class Row:
 
 def _dram_split(launches: list[LaunchCounters], shape, total: int, elem: int) -> list[float]:
     """Compulsory DRAM bytes per launch: DRConv's listing passes move the guide and int pixel lists, DCN's
-    NHWC copy moves the input twice, the GEMM the rest; single-launch ops take everything."""
+    NHWC copy moves the input twice (the FMA tiles' weight transpose the weights), the GEMM the rest;
+    single-launch ops take everything."""
     if len(launches) == 1:
         return [float(total)]
     n, c, h, w = shape
     if launches[0].kernel == "dcn_nhwc":  # DCN's NHWC copy of the input (read and written once), then the GEMM
         return [float(2 * elem * n * c * h * w), float(total)]
-    if launches[0].kernel == "dcn_wt":  # DCN's weight transpose (the benchmark's C x C x 3 x 3), then the tile
-        return [float(2 * elem * c * c * 9), float(total)]
+    if launches[0].kernel == "dcn_wt":  # DCN's weight transpose (the benchmark's C x C x 3 x 3), the NHWC copy
+        return [float(2 * elem * c * c * 9), float(2 * elem * n * c * h * w), float(total)]  # of the input, the tile
     ints = 4 * n * h * w
     split = {"drconv_count": ints, "drconv_scan": 0, "drconv_scatter": 2 * ints}
     out = [float(split.get(lc.kernel.split("_")[0] + "_" + lc.kernel.split("_")[1], 0)) for lc in launches]
@@ -71,8 +72,8 @@ def build_row(bench: BenchOp, shape: tuple[int, int, int, int], fp16: bool, pick
     elem = 2 if fp16 else 4
     total = compulsory_bytes(inputs, shape[0] * shape[1] * shape[2] * shape[3], elem)
     dram = _dram_split(launches, shape, total, elem)
-    bounds = [predict_launch(lc, H200, b) for lc, b in zip(launches, dram)]
-    orin = sum(predict_launch(lc, ORIN, b).seconds for lc, b in zip(launches, dram))
+    bounds = [predict_launch(lc, H200, b) for lc, b in zip(launches, dram, strict=True)]
+    orin = sum(predict_launch(lc, ORIN, b).seconds for lc, b in zip(launches, dram, strict=True))
     main = max(range(len(launches)), key=lambda k: bounds[k].seconds)
     lc = launches[main]
     global_clk, shared_clk = l1tex_split(lc, H200)

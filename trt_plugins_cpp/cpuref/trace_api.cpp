@@ -150,15 +150,16 @@ LaunchTrace trace_dc_copy(const char* name, const DeformConvParams& q, const T* 
     return trace_grid<DcNhwcSmem<T>, Exec>(name, dc_nhwc_grid_x(q), dc_nhwc_grid_y(q), dc_nhwc_grid_x(q), picks, body);
 }
 
-//! The FP32-FMA tiles' two launches: the weight transpose, then the tile.
+//! The FP32-FMA tiles' three launches: the weight transpose, the NHWC copy of the input, then the tile.
 template <class Cfg, typename T>
 std::vector<LaunchTrace> trace_dc_fma(const char* name, const DeformConvParams& p, const DcPtrs<T>& io, int picks) {
-    AlignedArray<T> wt(int64_t(p.Cout) * (p.Cin / p.groups) * p.kh * p.kw);
+    AlignedArray<T> wt(int64_t(p.Cout) * (p.Cin / p.groups) * p.kh * p.kw), xt(int64_t(p.N) * p.Cin * p.H * p.W);
     std::vector<LaunchTrace> r;
     r.push_back(trace_dc_copy<T>("dcn_wt", dc_weight_transpose_params(p), io.weight, wt.data, picks));
+    r.push_back(trace_dc_copy<T>("dcn_nhwc", p, io.x, xt.data, picks));
     r.push_back(trace_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
         name, dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p), dc_grid_x<Cfg>(p), picks,
-        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, T>(p, io, wt.data, bx, by, sm, ex); }));
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, T>(p, io, wt.data, xt.data, bx, by, sm, ex); }));
     return r;
 }
 
@@ -259,6 +260,7 @@ std::vector<LaunchTrace> trace_drconv(const Attrs& a, const std::vector<Shape>& 
     };
     switch (kernel) {
     case DrKernel::kFmaLarge: r.push_back(gemm(DrTileLarge{}, drconv_kernel_name(kernel), std::false_type{})); break;
+    case DrKernel::kFmaLargeW: r.push_back(gemm(DrTileLargeW{}, drconv_kernel_name(kernel), std::false_type{})); break;
     case DrKernel::kFmaSmall: r.push_back(gemm(DrTileSmall{}, drconv_kernel_name(kernel), std::false_type{})); break;
     case DrKernel::kMmaWide: r.push_back(gemm(DrMmaTileWide{}, drconv_kernel_name(kernel), std::true_type{})); break;
     case DrKernel::kMmaTall: r.push_back(gemm(DrMmaTileTall{}, drconv_kernel_name(kernel), std::true_type{})); break;

@@ -10,10 +10,10 @@ namespace {
 
 template <class Cfg, typename T>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) deform_conv_kernel(DeformConvParams p, DcPtrs<T> io,
-                                                                                    const T* wt) {
+                                                                                    const T* wt, const T* xt) {
     __shared__ DcSmem<Cfg> sm;
     GpuBlockExec<DcAcc<Cfg>> ex;
-    deform_conv_block<Cfg, T>(p, io, wt, int(blockIdx.x), int(blockIdx.y), sm, ex);
+    deform_conv_block<Cfg, T>(p, io, wt, xt, int(blockIdx.x), int(blockIdx.y), sm, ex);
 }
 
 //! Executor of the slab block bodies: thread phases, and warp phases on the warp's WM x WN fragments.
@@ -88,21 +88,28 @@ cudaError_t launch_slab(DcPtrs<__half> io, DeformConvParams p, cudaStream_t stre
 }
 
 //! Launches the FP32-FMA tile Cfg over the grid of the problem; with a workspace (deform_conv_workspace_size)
-//! it first transposes the weights there, so the tiles read them coalesced.
+//! it first transposes the weights there, so the tiles read them coalesced, and copies the input to NHWC
+//! after them (dc_fma_nhwc_offset), so the tiles gather each corner's channels as vectors.
 template <class Cfg, typename T>
 cudaError_t launch_fma(const DcPtrs<T>& io, const DeformConvParams& p, cudaStream_t stream, void* workspace) {
     const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
     if (gx == 0 || gy == 0) return cudaSuccess;
     if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
+    const auto fits = [](long long x, long long y) { return x > 0 && x <= 0x7fffffffLL && y > 0 && y <= 65535; };
     const DeformConvParams q = dc_weight_transpose_params(p);
-    const long long nx = dc_nhwc_grid_x(q), ny = dc_nhwc_grid_y(q);
-    const T* wt = nullptr;
-    if (workspace != nullptr && nx > 0 && nx <= 0x7fffffffLL && ny > 0 && ny <= 65535) {
-        DYNCONV_CUDA_TRY(launch_kernel(deform_conv_nhwc_kernel<T>, dim3(unsigned(nx), unsigned(ny)), DcNhwcTile::kThreads,
-                                       stream, q, io.weight, static_cast<T*>(workspace)));
+    const T *wt = nullptr, *xt = nullptr;
+    if (workspace != nullptr && fits(dc_nhwc_grid_x(q), dc_nhwc_grid_y(q))) {
+        DYNCONV_CUDA_TRY(launch_kernel(deform_conv_nhwc_kernel<T>, dim3(unsigned(dc_nhwc_grid_x(q)), unsigned(dc_nhwc_grid_y(q))),
+                                       DcNhwcTile::kThreads, stream, q, io.weight, static_cast<T*>(workspace)));
         wt = static_cast<const T*>(workspace);
     }
-    return launch_kernel(deform_conv_kernel<Cfg, T>, dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, stream, p, io, wt);
+    if (workspace != nullptr && fits(dc_nhwc_grid_x(p), dc_nhwc_grid_y(p))) {
+        T* copy = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + dc_fma_nhwc_offset(p, sizeof(T)));
+        DYNCONV_CUDA_TRY(launch_kernel(deform_conv_nhwc_kernel<T>, dim3(unsigned(dc_nhwc_grid_x(p)), unsigned(dc_nhwc_grid_y(p))),
+                                       DcNhwcTile::kThreads, stream, p, io.x, copy));
+        xt = copy;
+    }
+    return launch_kernel(deform_conv_kernel<Cfg, T>, dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, stream, p, io, wt, xt);
 }
 
 template <typename T>
@@ -163,9 +170,9 @@ cudaError_t dispatch(const void* x, const void* w, const void* off, const void* 
 size_t deform_conv_workspace_size(const DeformConvParams& p, IoType type) {
     const bool fp16 = type == IoType::kFloat16;
     const size_t elem = fp16 ? sizeof(__half) : sizeof(float);
-    if (dc_is_slab(device_kernel_choice(p, fp16)))
-        return size_t(p.N) * size_t(p.Cin) * size_t(p.H) * size_t(p.W) * elem;  // NHWC input
-    return size_t(p.Cout) * size_t(p.Cin / p.groups) * size_t(p.kh) * size_t(p.kw) * elem;  // transposed weights
+    const size_t nhwc = size_t(p.N) * size_t(p.Cin) * size_t(p.H) * size_t(p.W) * elem;  // NHWC input
+    if (dc_is_slab(device_kernel_choice(p, fp16))) return nhwc;
+    return dc_fma_nhwc_offset(p, elem) + nhwc;  // transposed weights, then the NHWC input
 }
 
 cudaError_t deform_conv_forward(const void* x, const void* weight, const void* offset, const void* mask,

@@ -188,13 +188,73 @@ DYNCONV_HD void dc_fill_samples(const DeformConvParams& p, const DcPtrs<T>& io, 
         store(kk, pp, kk < kc ? dc_sample(p, io, d, c0 + kk) : 0.f);
 }
 
-//! Phase 2: sample channels c0 .. c0+kc-1 at every pixel of the tile (S) and load their weights (W):
-//! from wt, the weights transposed per group to [groups][Cin/groups * taps][Cout/groups] (consecutive
-//! threads read consecutive output channels: coalesced), or without it from the weight tensor itself.
+//! Loads the 4 consecutive input values at src as one vector (16 bytes FP32, 8 bytes FP16; a gather access
+//! of 4 elements in the trace); zeros when !active.
+template <typename T>
+DYNCONV_HD void dc_gather4(bool active, const T* src, float (&v)[4]) {
+#if defined(__CUDA_ARCH__)
+    if constexpr (sizeof(T) == 4) {
+        const float4 r = active ? *reinterpret_cast<const float4*>(src) : make_float4(0.f, 0.f, 0.f, 0.f);
+        v[0] = r.x; v[1] = r.y; v[2] = r.z; v[3] = r.w;
+    } else {
+        const uint2 raw = active ? *reinterpret_cast<const uint2*>(src) : make_uint2(0u, 0u);
+        const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&raw.x));
+        const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&raw.y));
+        v[0] = lo.x; v[1] = lo.y; v[2] = hi.x; v[3] = hi.y;
+    }
+#else
+    if (TraceSink* s = trace_sink())
+        s->access(__FILE__, __LINE__, TraceSpace::kGlobal, TraceKind::kGather, false, src, int(4 * sizeof(T)), active);
+    for (int k = 0; k < 4; ++k) v[k] = active ? to_float(src[k]) : 0.f;
+#endif
+}
+
+//! Samples S[kk][pp] of channels c0 .. c0+kc-1 (0 past kc) from xt, the NHWC copy [N, H, W, Cin] of the input:
+//! thread t keeps pixel pp = t % BN (consecutive threads: consecutive pixels, conflict-free S stores) and a run
+//! of kRun consecutive channels, read per corner as 4-channel vectors where the run is aligned (a corner's
+//! 16 channels in 2 sectors instead of 16 for the NCHW planes). Same sums in the same order as dc_sample.
+template <class Cfg, typename T, class Smem, class Store>
+DYNCONV_HD void dc_fill_samples_nhwc(const DeformConvParams& p, const T* xt, int c0, int kc, int t, const Smem& sm,
+                                     Store&& store) {
+    constexpr int kRun = Cfg::BK * Cfg::BN / Cfg::kThreads;  // 4 (BN 64), 8 (128), 16 (256)
+    static_assert(kRun % 4 == 0 && Cfg::kThreads % Cfg::BN == 0, "runs of whole 4-channel vectors");
+    const int pp = t % Cfg::BN, k0 = (t / Cfg::BN) * kRun;
+    const DcPixelTap d = dc_load_descriptor(sm, pp);
+    float val[kRun];
+    for (int k = 0; k < kRun; ++k) val[k] = 0.f;
+    if (d.n >= 0) {
+        const bool vec = p.Cin % 4 == 0 && (c0 + k0) % 4 == 0;  // 4-channel vectors aligned
+        for (int q = 0; q < 4; ++q) {  // w = 0 where idx < 0; as dc_sample, corner by corner
+            const bool on = d.idx[q] >= 0;
+            const T* src = xt + (static_cast<long long>(d.n) * p.H * p.W + (on ? d.idx[q] : 0)) * p.Cin + c0 + k0;
+            for (int k = 0; k < kRun; k += 4) {
+                float v[4];
+                if (vec && k0 + k + 4 <= kc) {
+                    dc_gather4(on, src + k, v);
+                } else {
+                    for (int j = 0; j < 4; ++j)
+                        v[j] = to_float(DYNCONV_LDG_GATHER_IF(on && k0 + k + j < kc, src + k + j, T()));
+                }
+                for (int j = 0; j < 4; ++j) val[k + j] += d.w[q] * v[j];
+            }
+        }
+        trace_count(TraceCounter::kSamples, kc - k0 < 0 ? 0 : kc - k0 < kRun ? kc - k0 : kRun);
+    }
+    for (int k = 0; k < kRun; ++k) store(k0 + k, pp, k0 + k < kc ? val[k] : 0.f);
+}
+
+//! Phase 2: sample channels c0 .. c0+kc-1 at every pixel of the tile (S), from xt (the NHWC copy of the
+//! input) or the NCHW input, and load their weights (W): from wt, the weights transposed per group to
+//! [groups][Cin/groups * taps][Cout/groups] (consecutive threads read consecutive output channels:
+//! coalesced), or without it from the weight tensor itself.
 template <class Cfg, typename T>
-DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, const T* wt, int g, int o0, int tap, int c0,
-                        int kc, int t, DcSmem<Cfg>& sm) {
-    dc_fill_samples<Cfg>(p, io, c0, kc, t, sm, [&](int kk, int pp, float v) { DYNCONV_STS(&sm.s[kk][pp], v); });
+DYNCONV_HD void dc_fill(const DeformConvParams& p, const DcPtrs<T>& io, const T* wt, const T* xt, int g, int o0, int tap,
+                        int c0, int kc, int t, DcSmem<Cfg>& sm) {
+    const auto store_s = [&](int kk, int pp, float v) { DYNCONV_STS(&sm.s[kk][pp], v); };
+    if (xt)
+        dc_fill_samples_nhwc<Cfg>(p, xt, c0, kc, t, sm, store_s);
+    else
+        dc_fill_samples<Cfg>(p, io, c0, kc, t, sm, store_s);
     const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, taps = p.kh * p.kw;
     for (int e = t; e < Cfg::BK * Cfg::BM; e += Cfg::kThreads) {
         const int kk = e / Cfg::BM, mm = e % Cfg::BM;
@@ -266,10 +326,10 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
 
 //! The whole block (bx: pixel tile, by: group x output-channel tile). Control flow depends only on
 //! block-uniform values, so every ex.sync() is reached by all threads.
-//! wt: the transposed weights (dc_fill), or null.
+//! wt: the transposed weights, xt: the NHWC copy of the input (dc_fill); either may be null.
 template <class Cfg, typename T, class Exec>
-DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io, const T* wt, int bx, int by,
-                                  DcSmem<Cfg>& sm, Exec& ex) {
+DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io, const T* wt, const T* xt, int bx,
+                                  int by, DcSmem<Cfg>& sm, Exec& ex) {
     static_assert(Cfg::BN <= Cfg::kThreads, "one thread per pixel computes the bilinear descriptors");
     const int cog = p.Cout / p.groups, cg = p.Cin / p.groups, cpo = p.Cin / p.offset_groups;
     const int m_tiles = (cog + Cfg::BM - 1) / Cfg::BM;
@@ -285,7 +345,7 @@ DYNCONV_HD void deform_conv_block(const DeformConvParams& p, const DcPtrs<T>& io
             ex.sync();
             for (int c0 = c; c0 < seg_end; c0 += Cfg::BK) {
                 const int kc = dc_min(Cfg::BK, seg_end - c0);
-                ex.each([&](int t, DcAcc<Cfg>&) { dc_fill<Cfg, T>(p, io, wt, g, o0, tap, c0, kc, t, sm); });
+                ex.each([&](int t, DcAcc<Cfg>&) { dc_fill<Cfg, T>(p, io, wt, xt, g, o0, tap, c0, kc, t, sm); });
                 ex.sync();
                 ex.each([&](int t, DcAcc<Cfg>& acc) { tile_accumulate<Cfg>(kc, t, sm.s, sm.w, acc); });
                 ex.sync();  // S, W and the descriptors are rewritten next

@@ -27,15 +27,18 @@ void run_nhwc_copy(const DeformConvParams& q, const float* src, float* dst) {
 //! The FP32-FMA tile Cfg on the transposed weights (what the plugin runs with its workspace).
 template <class Cfg>
 void run_tiled(const DeformConvParams& p, const DcPtrs<float>& io) {
-    std::vector<float> wt;
-    if (g_cpu_workspace) {
+    std::vector<float> wt, xt;
+    if (g_cpu_workspace) {  // as the plugin with its workspace: transposed weights, NHWC input
         wt.resize(size_t(p.Cout) * (p.Cin / p.groups) * p.kh * p.kw);
         run_nhwc_copy(dc_weight_transpose_params(p), io.weight, wt.data());
+        xt.resize(size_t(p.N) * p.Cin * p.H * p.W);
+        run_nhwc_copy(p, io.x, xt.data());
     }
     const float* wt_ptr = g_cpu_workspace ? wt.data() : nullptr;
+    const float* xt_ptr = g_cpu_workspace ? xt.data() : nullptr;
     run_cpu_grid<DcSmem<Cfg>, CpuBlockExec<DcAcc<Cfg>, Cfg::kThreads>>(
         dc_grid_x<Cfg>(p), dc_grid_y<Cfg>(p),
-        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, float>(p, io, wt_ptr, bx, by, sm, ex); });
+        [&](int bx, int by, auto& sm, auto& ex) { deform_conv_block<Cfg, float>(p, io, wt_ptr, xt_ptr, bx, by, sm, ex); });
 }
 
 //! The slab kernel of tile Cfg on the NHWC copy of the input (what the plugin runs with its workspace).

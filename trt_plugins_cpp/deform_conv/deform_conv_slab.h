@@ -516,6 +516,13 @@ DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp
     return cog > 4 ? DcKernel::kFmaMedium : DcKernel::kFmaSmall;
 }
 
+//! Byte offset of the FMA tiles' NHWC input copy in their workspace: after the transposed weights, rounded
+//! up to 256 bytes (16-byte vector loads; the workspace itself is 256-byte aligned).
+DYNCONV_HD size_t dc_fma_nhwc_offset(const DeformConvParams& p, size_t elem) {
+    const size_t weights = size_t(p.Cout) * size_t(p.Cin / p.groups) * size_t(p.kh) * size_t(p.kw) * elem;
+    return (weights + 255) / 256 * 256;
+}
+
 DYNCONV_HD bool dc_is_slab(DcKernel k) {
     return k == DcKernel::kSlabWide || k == DcKernel::kSlabMid || k == DcKernel::kSlabTall ||
            k == DcKernel::kSlabMid64 || k == DcKernel::kSlabCompact || k == DcKernel::kSlabTall256;

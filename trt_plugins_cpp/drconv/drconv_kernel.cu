@@ -77,6 +77,8 @@ cudaError_t launch_gemm<float>(DrKernel kernel, const float* x, const float* fil
                                const DrconvParams& p, cudaStream_t stream) {
     switch (kernel) {
     case DrKernel::kFmaLarge: return launch<DrTileLarge>(drconv_gemm_kernel<DrTileLarge, float>, x, filters, out, l, p, stream);
+    case DrKernel::kFmaLargeW:
+        return launch<DrTileLargeW>(drconv_gemm_kernel<DrTileLargeW, float>, x, filters, out, l, p, stream);
     case DrKernel::kFmaSmall: return launch<DrTileSmall>(drconv_gemm_kernel<DrTileSmall, float>, x, filters, out, l, p, stream);
     default: return cudaErrorInvalidValue;  // the tensor-core path is FP16-only
     }
@@ -87,6 +89,8 @@ cudaError_t launch_gemm<__half>(DrKernel kernel, const __half* x, const __half* 
                                 const DrconvParams& p, cudaStream_t stream) {
     switch (kernel) {
     case DrKernel::kFmaLarge: return launch<DrTileLarge>(drconv_gemm_kernel<DrTileLarge, __half>, x, filters, out, l, p, stream);
+    case DrKernel::kFmaLargeW:
+        return launch<DrTileLargeW>(drconv_gemm_kernel<DrTileLargeW, __half>, x, filters, out, l, p, stream);
     case DrKernel::kFmaSmall: return launch<DrTileSmall>(drconv_gemm_kernel<DrTileSmall, __half>, x, filters, out, l, p, stream);
     case DrKernel::kMmaWide: return launch<DrMmaTileWide>(drconv_mma_kernel<DrMmaTileWide>, x, filters, out, l, p, stream);
     case DrKernel::kMmaTall: return launch<DrMmaTileTall>(drconv_mma_kernel<DrMmaTileTall>, x, filters, out, l, p, stream);

@@ -82,6 +82,7 @@ Shape run(const Attrs& a, const std::vector<Shape>& shapes, const std::vector<co
     list_pixels(p, in[1], lists, drconv_tile_pixels(kernel));
     switch (kernel) {
     case DrKernel::kFmaLarge: run_gemm<DrTileLarge>(p, in[0], in[2], out, lists); break;
+    case DrKernel::kFmaLargeW: run_gemm<DrTileLargeW>(p, in[0], in[2], out, lists); break;
     case DrKernel::kFmaSmall: run_gemm<DrTileSmall>(p, in[0], in[2], out, lists); break;
     case DrKernel::kMmaWide: run_mma<DrMmaTileWide>(p, in[0], in[2], out, lists); break;
     case DrKernel::kMmaTall: run_mma<DrMmaTileTall>(p, in[0], in[2], out, lists); break;

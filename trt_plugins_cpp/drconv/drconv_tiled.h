@@ -26,13 +26,15 @@ template <int BM, int BN, int TM, int TN>
 using DrTile = GemmTile<BM, BN, TM, TN>;
 using DrTileLarge = DrTile<64, 64, 4, 4>;   // O > 16
 using DrTileSmall = DrTile<16, 128, 2, 4>;  // O <= 16
+// O > 16 on long pixel lists: 8x8 micro-tiles read half the shared words per FMA of 4x4 (common/tile_gemm.h)
+using DrTileLargeW = DrTile<64, 256, 8, 8>;
 
 using DrMmaTileWide = DrMmaTile<128, 128, 32>;  // FP16, O > 64: 2 x 2 warps of 64 x 64
 using DrMmaTileTall = DrMmaTile<64, 256, 16>;   // FP16, 32 <= O <= 64: 1 x 4 warps of 64 x 64
 using DrMmaTileNarrow = DrMmaTile<128, 64, 32>; // FP16, O > 64, grids short of the SMs: 2 x 1 warps
 using DrMmaTileShort = DrMmaTile<64, 128, 16>;  // FP16, 32 <= O <= 64, grids short of the SMs: 1 x 2 warps
 
-enum class DrKernel : int { kFmaLarge, kFmaSmall, kMmaWide, kMmaTall, kMmaNarrow, kMmaShort };
+enum class DrKernel : int { kFmaLarge, kFmaSmall, kMmaWide, kMmaTall, kMmaNarrow, kMmaShort, kFmaLargeW };
 
 //! How long the GEMM pass lasts with BN-pixel tiles of BM channels, in block-pixels on the busiest of
 //! `sm_count` SMs, for the tiles expected before the lists exist: every (sample, region) list's pixels in
@@ -45,7 +47,8 @@ DYNCONV_HD long long drconv_span(const DrconvParams& p, int bm, int bn, int sm_c
 
 //! FP16 I/O with >= 32 output channels: the tensor-core tile for the channel count, or its half-width
 //! twin where that shortens the pass enough on the device's `sm_count` SMs (smaller_tile_pays;
-//! sm_count <= 0: the full tile regardless).
+//! sm_count <= 0: the full tile regardless). Otherwise the FP32-FMA tiles: for O > 16 the 64x256 one,
+//! or 64x64 by the same rule.
 DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io, int sm_count = kSmCountH200) {
     if (fp16_io && p.O >= 32) {
         const bool wide = p.O > 64;
@@ -55,13 +58,18 @@ DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io, in
             return wide ? DrKernel::kMmaNarrow : DrKernel::kMmaShort;
         return wide ? DrKernel::kMmaWide : DrKernel::kMmaTall;
     }
-    return p.O > 16 ? DrKernel::kFmaLarge : DrKernel::kFmaSmall;
+    if (p.O <= 16) return DrKernel::kFmaSmall;
+    if (sm_count > 0 && smaller_tile_pays(drconv_span(p, DrTileLarge::BM, DrTileLarge::BN, sm_count),
+                                          drconv_span(p, DrTileLargeW::BM, DrTileLargeW::BN, sm_count)))
+        return DrKernel::kFmaLarge;
+    return DrKernel::kFmaLargeW;
 }
 
 //! Pixels per GEMM tile (BN) of a kernel choice; the listing pass counts tiles in these units.
 DYNCONV_HD int drconv_tile_pixels(DrKernel k) {
     switch (k) {
     case DrKernel::kFmaLarge: return DrTileLarge::BN;
+    case DrKernel::kFmaLargeW: return DrTileLargeW::BN;
     case DrKernel::kFmaSmall: return DrTileSmall::BN;
     case DrKernel::kMmaWide: return DrMmaTileWide::BN;
     case DrKernel::kMmaNarrow: return DrMmaTileNarrow::BN;
@@ -74,6 +82,7 @@ DYNCONV_HD int drconv_tile_pixels(DrKernel k) {
 inline const char* drconv_kernel_name(DrKernel k) {
     switch (k) {
     case DrKernel::kFmaLarge: return "drconv_fma_64x64";
+    case DrKernel::kFmaLargeW: return "drconv_fma_64x256";
     case DrKernel::kFmaSmall: return "drconv_fma_16x128";
     case DrKernel::kMmaWide: return "drconv_mma_128x128";
     case DrKernel::kMmaNarrow: return "drconv_mma_128x64";
@@ -247,7 +256,7 @@ struct DrGemmSmem {
     static constexpr int kPadX = 0, kPadW = 2;
     alignas(16) float x[Cfg::BK][Cfg::BN];           // input samples of the chunk
     alignas(16) float w[Cfg::BK][Cfg::BM + kPadW];  // filter values of the chunk
-    int pix[Cfg::BN];                       // pixel i*Wo + j of each column (-1: none)
+    alignas(16) int pix[Cfg::BN];           // pixel i*Wo + j of each column (-1: none)
     int y0[Cfg::BN], x0[Cfg::BN];           // top-left input position of each column's window
     int n, region, first, len;              // the tile: sample, region, first list slot, pixel count
 };
@@ -307,17 +316,29 @@ struct DrKeepFloat {
     DYNCONV_HD float operator()(float v) const { return v; }
 };
 
+//! Reads the 4 ints at src (16-byte aligned) with one 16-byte shared-memory load.
+DYNCONV_HD void dr_lds4(const int* src, int* dst) {
+#if defined(__CUDA_ARCH__)
+    const int4 v = *reinterpret_cast<const int4*>(src);
+    dst[0] = v.x; dst[1] = v.y; dst[2] = v.z; dst[3] = v.w;
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kShared, false, src, 16);
+    for (int k = 0; k < 4; ++k) dst[k] = src[k];
+#endif
+}
+
+//! The thread's TM x TN outputs to their listed pixels (the columns' pixels read once, 4 at a time).
 template <class Cfg, typename T>
 DYNCONV_HD void dr_store(const DrconvParams& p, T* out, int o0, int t, const DrGemmSmem<Cfg>& sm, const TileAcc<Cfg>& acc) {
     const int tx = t % Cfg::TX, ty = t / Cfg::TX;
     const long long hw = static_cast<long long>(p.Ho) * p.Wo;
+    int q[Cfg::TN];
+    for (int r = 0; r < Cfg::TN; r += 4) dr_lds4(&sm.pix[Cfg::pixel(tx, r)], q + r);
     for (int s = 0; s < Cfg::TM; ++s) {
         const int o = o0 + ty * Cfg::TM + s;
         if (o >= p.O) continue;
-        for (int r = 0; r < Cfg::TN; ++r) {
-            const int q = DYNCONV_LDS(&sm.pix[Cfg::pixel(tx, r)]);
-            if (q >= 0) DYNCONV_STG(out + (static_cast<long long>(sm.n) * p.O + o) * hw + q, from_float<T>(acc.v[s][r]));
-        }
+        for (int r = 0; r < Cfg::TN; ++r)
+            if (q[r] >= 0) DYNCONV_STG(out + (static_cast<long long>(sm.n) * p.O + o) * hw + q[r], from_float<T>(acc.v[s][r]));
     }
 }
 
