@@ -117,7 +117,7 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
     finally:
         unregister_torchscript_symbolics(opset)
     written = buffer.value()
-    proto = parsed.get(id(written)) or onnx.load_model_from_string(written)
+    proto = parsed.proto_of(written) or onnx.load_model_from_string(written)
     if dynamic_axes:
         with stage("output dim names"):
             dims = graph_symbolic_dims(proto, dynamic_axes) or symbolic_output_dims(model, args, dynamic_axes,
@@ -128,14 +128,26 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
     return proto
 
 
+class KeptParse:
+    """The exporter's last serialized model and its parse (see :func:`_exporter_parse_kept`)."""
+
+    def __init__(self) -> None:
+        self.written: bytes | None = None
+        self.proto: onnx.ModelProto | None = None
+
+    def proto_of(self, written: bytes) -> onnx.ModelProto | None:
+        """The kept parse when ``written`` is the very bytes object it was parsed from, else None."""
+        return self.proto if written is self.written else None
+
+
 @contextlib.contextmanager
-def _exporter_parse_kept() -> Iterator[dict[int, onnx.ModelProto]]:
+def _exporter_parse_kept() -> Iterator[KeptParse]:
     """The TorchScript exporter parses the model it serialized (to append the onnxscript functions
     its custom nodes use, ``_add_onnxscript_fn``) and drops the parse: ~20 ms per 40 MB of weights.
-    Within the block that step keeps its ModelProto, keyed by ``id`` of the bytes it returns (the
-    bytes written to the file object), so the caller need not parse them again. The step still
-    appends the functions as before; on a torch without that step nothing is kept."""
-    kept: dict[int, onnx.ModelProto] = {}
+    Within the block that step keeps the bytes it returns (what it writes to the file object) and
+    their ModelProto, so the caller need not parse them again. The step still appends the functions
+    as before; on a torch without that step nothing is kept."""
+    kept = KeptParse()
     try:
         from torch.onnx._internal.torchscript_exporter import onnx_proto_utils  # noqa: PLC0415
         original = onnx_proto_utils._add_onnxscript_fn
@@ -151,8 +163,7 @@ def _exporter_parse_kept() -> Iterator[dict[int, onnx.ModelProto]]:
         if functions:
             proto.functions.extend(functions)
             model_bytes = proto.SerializeToString()
-        kept.clear()
-        kept[id(model_bytes)] = proto
+        kept.written, kept.proto = model_bytes, proto
         return model_bytes
 
     onnx_proto_utils._add_onnxscript_fn = add_functions_keeping_parse

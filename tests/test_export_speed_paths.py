@@ -400,9 +400,10 @@ def test_kept_parse_follows_the_functions_the_exporter_appends(monkeypatch):
     monkeypatch.setattr(onnx_proto_utils, "_find_onnxscript_op", lambda g, seen, opsets, found: found.append(function))
     with torch_export._exporter_parse_kept() as kept:
         written = onnx_proto_utils._add_onnxscript_fn(original, {})
-    assert onnx_proto_utils._add_onnxscript_fn is not None and list(kept) == [id(written)]
-    assert [f.name for f in kept[id(written)].functions] == ["F"]
-    assert onnx.load_model_from_string(written) == kept[id(written)]
+    assert written != original and kept.proto_of(original) is None
+    assert [f.name for f in kept.proto_of(written).functions] == ["F"]
+    assert onnx.load_model_from_string(written) == kept.proto_of(written)
+    assert kept.proto_of(bytes(bytearray(written))) is None  # equal bytes, another object: not trusted
     monkeypatch.delattr(onnx_proto_utils, "_add_onnxscript_fn")
     with torch_export._exporter_parse_kept() as kept:
-        assert kept == {}
+        assert kept.proto_of(written) is None
