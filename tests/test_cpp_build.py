@@ -3,6 +3,7 @@ the full plugin library builds when TensorRT is present."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -60,12 +61,15 @@ def test_cuda_kernels_compile_for_all_archs(tmp_path):
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ARCHS]
     procs = []
     for src in sources:
-        cmd = [NVCC, "-std=c++17", "-O2", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o")),
+        cmd = [NVCC, "-std=c++17", "-O2", "-Xptxas", "-v", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o")),
                f"-I{SOURCE_DIR}", f"-I{gen}", *gencode]
         procs.append((src, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     for src, proc in procs:
         out, _ = proc.communicate(timeout=170)
         assert proc.returncode == 0, f"{src.name} failed to compile:\n{out}"
+        # a thread's arrays (accumulators, samples) must stay in registers: no stack frame, no spill
+        frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", out)
+        assert frames and all(v == "0" for frame in frames for v in frame), f"{src.name}: local memory used:\n{out}"
         obj = tmp_path / (src.stem + ".o")
         cuobjdump = shutil.which("cuobjdump") or str(Path(NVCC).with_name("cuobjdump"))
         if Path(cuobjdump).is_file():

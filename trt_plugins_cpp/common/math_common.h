@@ -8,6 +8,14 @@
 #define DYNCONV_HD inline
 #endif
 
+// Loops whose index selects a thread's register array must unroll on the GPU (compile-time indices keep the
+// array in registers; otherwise it goes to the stack, in local memory).
+#if defined(__CUDA_ARCH__)
+#define DYNCONV_UNROLL _Pragma("unroll")
+#else
+#define DYNCONV_UNROLL
+#endif
+
 namespace dynconv {
 
 DYNCONV_HD float to_float(float v) { return v; }

@@ -221,25 +221,31 @@ DYNCONV_HD void dc_fill_samples_nhwc(const DeformConvParams& p, const T* xt, int
     const int pp = t % Cfg::BN, k0 = (t / Cfg::BN) * kRun;
     const DcPixelTap d = dc_load_descriptor(sm, pp);
     float val[kRun];
+    DYNCONV_UNROLL
     for (int k = 0; k < kRun; ++k) val[k] = 0.f;
     if (d.n >= 0) {
         const bool vec = p.Cin % 4 == 0 && (c0 + k0) % 4 == 0;  // 4-channel vectors aligned
+        DYNCONV_UNROLL
         for (int q = 0; q < 4; ++q) {  // w = 0 where idx < 0; as dc_sample, corner by corner
             const bool on = d.idx[q] >= 0;
             const T* src = xt + (static_cast<long long>(d.n) * p.H * p.W + (on ? d.idx[q] : 0)) * p.Cin + c0 + k0;
+            DYNCONV_UNROLL
             for (int k = 0; k < kRun; k += 4) {
                 float v[4];
                 if (vec && k0 + k + 4 <= kc) {
                     dc_gather4(on, src + k, v);
                 } else {
+                    DYNCONV_UNROLL
                     for (int j = 0; j < 4; ++j)
                         v[j] = to_float(DYNCONV_LDG_GATHER_IF(on && k0 + k + j < kc, src + k + j, T()));
                 }
+                DYNCONV_UNROLL
                 for (int j = 0; j < 4; ++j) val[k + j] += d.w[q] * v[j];
             }
         }
         trace_count(TraceCounter::kSamples, kc - k0 < 0 ? 0 : kc - k0 < kRun ? kc - k0 : kRun);
     }
+    DYNCONV_UNROLL
     for (int k = 0; k < kRun; ++k) store(k0 + k, pp, k0 + k < kc ? val[k] : 0.f);
 }
 
@@ -301,11 +307,13 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
     const int cog = p.Cout / p.groups;
     const long long hw_out = static_cast<long long>(p.Ho) * p.Wo;
     const long long total = p.N * hw_out;
+    DYNCONV_UNROLL
     for (int s = 0; s < Cfg::TM; ++s) {
         const int ol = o0 + ty * Cfg::TM + s;
         if (ol >= cog) continue;
         const long long o = static_cast<long long>(g) * cog + ol;
         const float b = p.with_bias ? to_float(DYNCONV_LDG(io.bias + o)) : 0.f;
+        DYNCONV_UNROLL
         for (int r = 0; r < Cfg::TN; r += 4) {
             const long long q0 = static_cast<long long>(p0) + Cfg::pixel(tx, r);  // a multiple of 4
             if (hw_out % 4 == 0 && q0 + 4 <= total) {
@@ -314,6 +322,7 @@ DYNCONV_HD void dc_store(const DeformConvParams& p, const DcPtrs<T>& io, int p0,
                 dc_store4(io.out + (n * p.Cout + o) * hw_out + rem, v);
                 continue;
             }
+            DYNCONV_UNROLL
             for (int k = 0; k < 4; ++k) {
                 const long long q = q0 + k;
                 if (q >= total) continue;

@@ -27,13 +27,6 @@
 
 namespace dynconv {
 
-// Loops over a thread's register arrays are unrolled on the GPU (compile-time indices keep them in registers).
-#if defined(__CUDA_ARCH__)
-#define DYNCONV_DC_UNROLL _Pragma("unroll")
-#else
-#define DYNCONV_DC_UNROLL
-#endif
-
 constexpr int kDcMmaMaxTaps = 9;  // taps of the tensor-core path (the slabs hold 16 channels x taps rows)
 
 template <int BM_, int BN_, int WM_, int WN_>
@@ -276,29 +269,29 @@ DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0
         int pos[kPx];
         dc_lds_quad(&sm.img[pp], n);
         dc_lds_quad(&sm.tpos[tap][pp], pos);
-        DYNCONV_DC_UNROLL
+        DYNCONV_UNROLL
         for (int q = 0; q < 4; ++q) {
-            DYNCONV_DC_UNROLL
+            DYNCONV_UNROLL
             for (int s = 0; s < kPx; ++s) idx[q][s] = dc_corner_index(pos[s], q, p.H, p.W);
             dc_lds_quad(&sm.tw[tap][q][pp], w[q]);
         }
         float val[kPx][kCh];
-        DYNCONV_DC_UNROLL
+        DYNCONV_UNROLL
         for (int s = 0; s < kPx; ++s) {
-            DYNCONV_DC_UNROLL
+            DYNCONV_UNROLL
             for (int c = 0; c < kCh; ++c) val[s][c] = 0.f;
             const long long img = static_cast<long long>(n[s] >= 0 ? n[s] : 0) * p.H * p.W;
-            DYNCONV_DC_UNROLL
+            DYNCONV_UNROLL
             for (int q = 0; q < 4; ++q) {  // w = 0 where idx < 0; as dc_sample, corner by corner
                 const bool on = n[s] >= 0 && idx[q][s] >= 0;
                 const T* src = xt + (img + (idx[q][s] >= 0 ? idx[q][s] : 0)) * p.Cin + c0 + ch0;
                 if (vec_ok && nch == kCh) {
                     float cv[8];
                     dc_gather8(on, src, cv);
-                    DYNCONV_DC_UNROLL
+                    DYNCONV_UNROLL
                     for (int k = 0; k < kCh; ++k) val[s][k] += w[q][s] * cv[k];
                 } else {
-                    DYNCONV_DC_UNROLL
+                    DYNCONV_UNROLL
                     for (int k = 0; k < kCh; ++k)
                         val[s][k] += w[q][s] * to_float(DYNCONV_LDG_GATHER_IF(on && k < nch, src + k, T()));
                 }
@@ -308,12 +301,12 @@ DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0
         // the second half stores its channels rotated by 4: with an odd tap count its rows lie 16 banks
         // from the first half's (row stride LDB/2 = 4 mod 32 words), so a 16-lane phase is conflict-free;
         // selects between compile-time indices keep val in registers
-        DYNCONV_DC_UNROLL
+        DYNCONV_UNROLL
         for (int c = 0; c < kCh; ++c) {
             const int cs = h ? (c + kCh / 2) % kCh : c;
             const bool ok = cs < nch;
             float v[kPx];
-            DYNCONV_DC_UNROLL
+            DYNCONV_UNROLL
             for (int s = 0; s < kPx; ++s) v[s] = ok ? (h ? val[s][(c + kCh / 2) % kCh] : val[s][c]) : 0.f;
             dc_sts_quad(&sm.b[(ch0 + cs) * taps + tap][pp], to_mma_half(v[0]), to_mma_half(v[1]), to_mma_half(v[2]),
                         to_mma_half(v[3]));

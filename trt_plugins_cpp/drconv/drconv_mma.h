@@ -105,13 +105,6 @@ DYNCONV_HD void dr_store8(MmaHalf* dst, const DrHalf8& v, const char* file, int 
 #endif
 }
 
-// Loops whose index selects registers (per-thread arrays) must unroll on the GPU, or the arrays go to the stack
-#if defined(__CUDA_ARCH__)
-#define DR_UNROLL _Pragma("unroll")
-#else
-#define DR_UNROLL
-#endif
-
 #define DR_LOAD8(p, count, vec) ::dynconv::dr_load8((p), (count), (vec), __FILE__, __LINE__)
 #define DR_STORE8(dst, v) ::dynconv::dr_store8((dst), (v), __FILE__, __LINE__)
 
@@ -130,7 +123,7 @@ DYNCONV_HD void dr_mma_load_pixels(const DrconvParams& p, const int* list, int t
 
 template <class Cfg>
 DYNCONV_HD void dr_mma_load_cols(int t, const DrMmaSmem<Cfg>& sm, DrMmaCols<Cfg>& cols) {
-    DR_UNROLL
+    DYNCONV_UNROLL
     for (int q = 0; q < Cfg::kCols; ++q) {
         const int c = t + q * Cfg::kThreads;
         cols.pix[q] = c < Cfg::BN ? DYNCONV_LDS(&sm.pix[c]) : -1;
@@ -182,7 +175,7 @@ DYNCONV_HD void dr_gather_taps(const DrconvParams& p, const T* xn, long long pla
     const int taps = p.kh * p.kw, K = p.C * taps;
     int c = k0 / taps, tap = k0 - c * taps;
     int u = tap / p.kw, v = tap - u * p.kw;
-    DR_UNROLL
+    DYNCONV_UNROLL
     for (int j = 0; j < Cfg::BK; ++j) {
         const int y = y0 + u * p.dh, xx = x0 + v * p.dw;
         const bool inside = pix >= 0 && k0 + j < K && y >= 0 && y < p.H && xx >= 0 && xx < p.W;
@@ -201,7 +194,7 @@ DYNCONV_HD void dr_gather_runs(const DrconvParams& p, const T* xn, long long pla
     constexpr int kRuns = (Cfg::BK + R0 + 2) / 3;
     const int run0 = (k0 - R0) / 3;  // K = C * kh * 3: runs never straddle a channel
     int c = run0 / p.kh, u = run0 - c * p.kh;
-    DR_UNROLL
+    DYNCONV_UNROLL
     for (int ri = 0; ri < kRuns; ++ri) {
         const int first = 3 * ri - R0 < 0 ? 0 : 3 * ri - R0, last = 3 * ri + 2 - R0 < Cfg::BK ? 3 * ri + 2 - R0 : Cfg::BK - 1;
         const int len = last - first + 1, y = y0 + u * p.dh, xs = x0 + first + R0 - 3 * ri, a = xs & ~1, odd = xs & 1;
@@ -210,7 +203,7 @@ DYNCONV_HD void dr_gather_runs(const DrconvParams& p, const T* xn, long long pla
         float e[4] = {0.f, 0.f, 0.f, 0.f};  // elements a .. a+3 of the row (a even: pairs inside or outside [0, W))
         DR_LOAD2(r, row && a >= 0 && a < p.W, e[0], e[1]);
         if (len > 1) DR_LOAD2(r + 2, row && a + 2 >= 0 && a + 2 < p.W, e[2], e[3]);
-        DR_UNROLL
+        DYNCONV_UNROLL
         for (int j = 0; j < len; ++j) h[(first + j) / 8].v[(first + j) % 8] = to_mma_half(odd ? e[j + 1] : e[j]);
         if (++u == p.kh) { u = 0; ++c; }
     }
@@ -229,7 +222,7 @@ DYNCONV_HD void dr_mma_fill_b(const DrconvParams& p, const T* x, int k0, bool ru
                               const DrMmaSmem<Cfg>& sm, const DrMmaCols<Cfg>& cd, DrMmaOperands<Cfg>& op) {
     const long long plane = static_cast<long long>(p.H) * p.W;
     const T* xn = x + static_cast<long long>(sm.n) * p.C * plane;
-    DR_UNROLL
+    DYNCONV_UNROLL
     for (int q = 0; q < Cfg::kCols; ++q) {
         const int n = t + q * Cfg::kThreads;
         if (n >= cols || n >= Cfg::BN) continue;  // trailing items only: the lanes' access slots stay aligned
@@ -239,7 +232,7 @@ DYNCONV_HD void dr_mma_fill_b(const DrconvParams& p, const T* x, int k0, bool ru
         else if (k0 % 3 == 0) dr_gather_runs<Cfg, 0, T>(p, xn, plane, k0, pix, y0, x0, h);
         else if (k0 % 3 == 1) dr_gather_runs<Cfg, 1, T>(p, xn, plane, k0, pix, y0, x0, h);
         else dr_gather_runs<Cfg, 2, T>(p, xn, plane, k0, pix, y0, x0, h);
-        DR_UNROLL
+        DYNCONV_UNROLL
         for (int g = 0; g < Cfg::G; ++g) DR_STORE8(&op.b[n][8 * g], h[g]);
     }
 }

@@ -168,10 +168,10 @@ DYNCONV_HD void dr_scan_chunks(const DrconvParams& p, const DrLists& l, int t) {
         int base = 0;
         for (long long c0 = 0; c0 < chunks; c0 += kScanBatch) {
             int v[kScanBatch];
-            DR_UNROLL
+            DYNCONV_UNROLL
             for (int j = 0; j < kScanBatch; ++j)
                 v[j] = DYNCONV_LDG_IF(c0 + j < chunks, l.chunk + drconv_chunk_slot(p, c0 + j, e), 0);
-            DR_UNROLL
+            DYNCONV_UNROLL
             for (int j = 0; j < kScanBatch; ++j) {
                 if (c0 + j < chunks) DYNCONV_STG(l.chunk + drconv_chunk_slot(p, c0 + j, e), base);
                 base += v[j];
