@@ -39,7 +39,7 @@ def drconv_reference(input: torch.Tensor, guide: torch.Tensor, filters: torch.Te
     """Exact decomposition: every region's conv, then keep the argmax region per pixel (Where + ReduceSum)."""
     out = region_outputs(input, filters, kernel_size, stride, padding, dilation, region_num)
     select = region_select(guide, region_num).unsqueeze(2)
-    return torch.where(select, out, torch.zeros_like(out)).sum(1)
+    return torch.where(select, out, 0.0).sum(1)  # a scalar zero: no zeros tensor sized at run time
 
 
 define_op(DRCONV, drconv_reference)
