@@ -80,12 +80,13 @@ def test_slab_tiles_agree_across_device_limits(cout, set_smem_optin, largest_til
 
 
 @pytest.mark.parametrize("cout, fp16_io, cin", [(48, True, 40), (272, True, 40), (12, False, 40), (96, False, 40),
-                                                (48, True, 56), (96, True, 56)])
+                                                (48, True, 56), (96, True, 56), (24, True, 40), (24, True, 56)])
 def test_without_a_workspace_the_result_is_the_same(cout, fp16_io, cin, set_workspace, largest_tiles):
     """No workspace (the mmcv-compat plugin): the slab and FMA tiles sample the NCHW input instead of its NHWC
     copy and the FMA tiles read the weights as given; same sums in the same order, so the same bits. cin 56
     (offset groups of 28): chunks of 12 channels, vector and scalar, in the lane-pair NHWC fill of a 64-row
-    (48) and a 128-row (96) slab tile and in the FMA tiles' 4-channel runs (12, 96 FP32)."""
+    (48) and a 128-row (96) slab tile and in the FMA tiles' 4-channel runs (12, 96 FP32; 24 with FP16 I/O,
+    below the slabs' 32 channels)."""
     arrays = _inputs(cout, np.random.default_rng(cout), cin=cin)
     with_ws = native.run_reference("deform_conv2d", arrays, ATTRS, fp16_io=fp16_io)
     set_workspace(0)
