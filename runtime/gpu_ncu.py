@@ -157,7 +157,7 @@ def assign_launches(plan_targets: Sequence[Target], launches: Sequence[dict], mo
 
 @dataclass
 class NcuReport:
-    status: str                 #: "measured", "refused", "not run (dry run)", "no targets", "failed"
+    status: str                 #: "measured", "refused", "not run (dry run)" or "no targets"
     command: str
     shape: list[int]
     metrics: list[str]
