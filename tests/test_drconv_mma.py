@@ -78,6 +78,19 @@ def _fp32_gemm(inputs: list[np.ndarray], m: int) -> str:
     return trace_op("drconv", inputs, dict(ATTRS, region_num=m), picks=1)[-1].kernel
 
 
+def test_fp16_io_below_the_mma_tiles_takes_the_wide_fma_tile_with_the_same_bits(sm_count):
+    """FP16 I/O with 16 < O < 32 runs the FP32-FMA tiles; the 64x256 one sums as the 64x64 one does."""
+    inputs = [a.astype(np.float16).astype(np.float32) for a in _inputs(2, 16, 13, 21, 24, 3, np.random.default_rng(3))]
+    attrs = dict(ATTRS, region_num=3)
+    kernels, outs = [], []
+    for sms in (132, 0):
+        sm_count(sms)
+        kernels.append(trace_op("drconv", inputs, attrs, fp16=True, picks=1)[-1].kernel)
+        outs.append(native.run_reference("drconv", inputs, attrs, fp16_io=True))
+    assert kernels == ["drconv_fma_64x64", "drconv_fma_64x256"]
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 @pytest.mark.parametrize("o", [24, 72])
 def test_wide_fp32_tiles_give_the_narrow_tiles_bits_and_torch_values(o, sm_count):
     """The 64x256 FP32 tile (8x8 micro-tiles) and the 64x64 one (4x4) sum each output's C*9 products in
