@@ -205,13 +205,14 @@ def fake_engine_ms(onnx_path: Path, inputs: Sequence[dict], fp16: bool, workdir:
 def perfmodel_predictions(root: Path, workdir: Path) -> list[dict] | None:
     """The performance model's rows (issue 11): ``CASES/perfmodel.json`` when the CPU machine prepared
     it (``python -m dynconv.plugins.perfmodel --json CASES/perfmodel.json``), else a run of that module
-    here when it exists; None without either."""
-    prepared = root / PERFMODEL_JSON
-    if prepared.is_file():
-        return json.loads(prepared.read_text())
+    here when it exists (once per work directory: the benchmark and ncu steps both ask); None without
+    either."""
+    prepared, path = root / PERFMODEL_JSON, workdir / PERFMODEL_JSON
+    for done in (prepared, path):
+        if done.is_file():
+            return json.loads(done.read_text())
     if importlib.util.find_spec(PERFMODEL) is None:
         return None
-    path = workdir / "perfmodel.json"
     proc = subprocess.run([sys.executable, "-m", PERFMODEL, "--json", str(path)], capture_output=True, text=True,
                           check=False, timeout=600)
     if proc.returncode != 0 or not path.is_file():
@@ -290,8 +291,7 @@ def run_ncu(root: Path, manifest: dict, workdir: Path, fake: bool, ncu: str | No
 
     shapes = [list(s) for s in manifest["bench"]["shapes"]]
     shape = list(gpu_ncu.DEFAULT_SHAPE) if list(gpu_ncu.DEFAULT_SHAPE) in shapes else shapes[0]
-    wanted = [i for i in manifest["bench"]["items"]
-              if i["kind"] == "plugin" and i["precision"] == "fp16" and list(i["shape"]) == shape]
+    wanted = gpu_ncu.profiled_items(manifest["bench"]["items"], shape)
     plans = dict(plans)
     for k, item in enumerate(i for i in wanted if not fake and str(root / i["onnx"]) not in plans):
         plan = workdir / "ncu-plans" / f"{k:03d}.plan"

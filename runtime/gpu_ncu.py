@@ -81,17 +81,22 @@ class Target:
     inputs: Path  #: .npz of the plan's inputs
 
 
+def profiled_items(items: Sequence[dict], shape: Sequence[int]) -> list[dict]:
+    """The benchmark items ncu profiles: the FP16 plugin models of ``shape``."""
+    return [i for i in items if i["kind"] == "plugin" and i["precision"] == "fp16" and list(i["shape"]) == list(shape)]
+
+
 def targets(root: Path, items: Sequence[dict], plans: dict[str, Path], workdir: Path,
             shape: Sequence[int] = DEFAULT_SHAPE) -> list[Target]:
-    """The FP16 plugin benchmark items of ``shape`` that have a plan, each with an inputs file written
-    to ``workdir`` (random normals with the recorded mean and std, as the benchmark feeds them)."""
+    """The :func:`profiled_items` that have a plan, each with an inputs file written to ``workdir``
+    (random normals with the recorded mean and std, as the benchmark feeds them)."""
     from .bench_plugins import make_feeds  # noqa: PLC0415
 
     out = []
     workdir.mkdir(parents=True, exist_ok=True)
-    for k, item in enumerate(items):
+    for k, item in enumerate(profiled_items(items, shape)):
         plan = plans.get(str(root / item["onnx"]))
-        if item["kind"] != "plugin" or item["precision"] != "fp16" or list(item["shape"]) != list(shape) or plan is None:
+        if plan is None:
             continue
         inputs = workdir / f"ncu-inputs-{k:03d}.npz"
         np.savez(inputs, **make_feeds(item["inputs"]))

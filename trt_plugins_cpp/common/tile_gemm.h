@@ -29,6 +29,21 @@ struct GemmTile {
     static constexpr int pixel(int tx, int r) { return (r / 4) * (TX * 4) + tx * 4 + r % 4; }
 };
 
+//! Reads the four 4-byte values at src (16-byte aligned shared memory) into v with one 16-byte load.
+template <typename V>
+DYNCONV_HD void lds_quad(const V* src, V* v) {
+    static_assert(sizeof(V) == 4, "4-byte values");
+#if defined(__CUDA_ARCH__)
+    const int4 raw = *reinterpret_cast<const int4*>(src);  // an aligned local: v itself may be 4-byte aligned
+    const V* rv = reinterpret_cast<const V*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] = rv[k];
+#else
+    trace_access(__FILE__, __LINE__, TraceSpace::kShared, false, src, 16);
+    for (int k = 0; k < 4; ++k) v[k] = src[k];
+#endif
+}
+
 template <class Cfg>
 struct TileAcc {
     float v[Cfg::TM][Cfg::TN];

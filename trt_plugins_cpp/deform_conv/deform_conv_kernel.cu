@@ -60,6 +60,17 @@ DcKernel device_kernel_choice(const DeformConvParams& p, bool fp16) {
     return deform_conv_kernel_choice(p, fp16, fp16 ? device_smem_optin() : 0, device_sm_count());
 }
 
+//! Launches the NHWC copy (deform_conv_nhwc_block on params q) of src into dst; *done says whether it ran:
+//! not without dst or where its grid exceeds the launch limits (the caller then reads src itself).
+template <typename T>
+cudaError_t launch_nhwc_copy(const DeformConvParams& q, const T* src, T* dst, cudaStream_t stream, bool* done) {
+    const long long nx = dc_nhwc_grid_x(q), ny = dc_nhwc_grid_y(q);
+    *done = dst != nullptr && nx > 0 && nx <= 0x7fffffffLL && ny > 0 && ny <= 65535;
+    if (!*done) return cudaSuccess;
+    return launch_kernel(deform_conv_nhwc_kernel<T>, dim3(unsigned(nx), unsigned(ny)), DcNhwcTile::kThreads, stream, q, src,
+                         dst);
+}
+
 //! Launches the slab kernel of tile Cfg with its dynamic shared memory (opted in per launch: the attribute
 //! is per device, and the call is cheap next to the kernel). With a workspace (deform_conv_workspace_size)
 //! it first copies the input to NHWC there and samples the copy; without, it samples the NCHW input.
@@ -68,12 +79,9 @@ cudaError_t launch_slab(DcPtrs<__half> io, DeformConvParams p, cudaStream_t stre
     const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
     if (gx == 0 || gy == 0) return cudaSuccess;
     if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
-    const long long nx = dc_nhwc_grid_x(p), ny = dc_nhwc_grid_y(p);
-    const bool nhwc = workspace != nullptr && nx > 0 && nx <= 0x7fffffffLL && ny > 0 && ny <= 65535;
     __half* xt = static_cast<__half*>(workspace);
-    if (nhwc)
-        DYNCONV_CUDA_TRY(launch_kernel(deform_conv_nhwc_kernel<__half>, dim3(unsigned(nx), unsigned(ny)), DcNhwcTile::kThreads,
-                                       stream, p, io.x, xt));
+    bool nhwc = false;
+    DYNCONV_CUDA_TRY(launch_nhwc_copy(p, io.x, xt, stream, &nhwc));
     const void* kernel = nhwc ? reinterpret_cast<const void*>(deform_conv_slab_kernel<Cfg, true>)
                               : reinterpret_cast<const void*>(deform_conv_slab_kernel<Cfg, false>);
     const int bytes = int(sizeof(DcSlabSmem<Cfg>));
@@ -95,21 +103,14 @@ cudaError_t launch_fma(const DcPtrs<T>& io, const DeformConvParams& p, cudaStrea
     const long long gx = dc_grid_x<Cfg>(p), gy = dc_grid_y<Cfg>(p);
     if (gx == 0 || gy == 0) return cudaSuccess;
     if (gx > 0x7fffffffLL || gy > 65535) return cudaErrorInvalidConfiguration;
-    const auto fits = [](long long x, long long y) { return x > 0 && x <= 0x7fffffffLL && y > 0 && y <= 65535; };
-    const DeformConvParams q = dc_weight_transpose_params(p);
-    const T *wt = nullptr, *xt = nullptr;
-    if (workspace != nullptr && fits(dc_nhwc_grid_x(q), dc_nhwc_grid_y(q))) {
-        DYNCONV_CUDA_TRY(launch_kernel(deform_conv_nhwc_kernel<T>, dim3(unsigned(dc_nhwc_grid_x(q)), unsigned(dc_nhwc_grid_y(q))),
-                                       DcNhwcTile::kThreads, stream, q, io.weight, static_cast<T*>(workspace)));
-        wt = static_cast<const T*>(workspace);
-    }
-    if (workspace != nullptr && fits(dc_nhwc_grid_x(p), dc_nhwc_grid_y(p))) {
-        T* copy = reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + dc_fma_nhwc_offset(p, sizeof(T)));
-        DYNCONV_CUDA_TRY(launch_kernel(deform_conv_nhwc_kernel<T>, dim3(unsigned(dc_nhwc_grid_x(p)), unsigned(dc_nhwc_grid_y(p))),
-                                       DcNhwcTile::kThreads, stream, p, io.x, copy));
-        xt = copy;
-    }
-    return launch_kernel(deform_conv_kernel<Cfg, T>, dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, stream, p, io, wt, xt);
+    T* wt = static_cast<T*>(workspace);
+    T* xt = workspace ? reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + dc_fma_nhwc_offset(p, sizeof(T)))
+                      : nullptr;
+    bool transposed = false, copied = false;
+    DYNCONV_CUDA_TRY(launch_nhwc_copy(dc_weight_transpose_params(p), io.weight, wt, stream, &transposed));
+    DYNCONV_CUDA_TRY(launch_nhwc_copy(p, io.x, xt, stream, &copied));
+    return launch_kernel(deform_conv_kernel<Cfg, T>, dim3(unsigned(gx), unsigned(gy)), Cfg::kThreads, stream, p, io,
+                         transposed ? wt : nullptr, copied ? xt : nullptr);
 }
 
 template <typename T>

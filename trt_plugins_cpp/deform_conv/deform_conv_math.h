@@ -23,6 +23,8 @@
 
 #include <math.h>
 
+#include <type_traits>
+
 #include "common/math_common.h"
 #include "common/tile_gemm.h"
 #include "common/trace.h"
@@ -188,24 +190,23 @@ DYNCONV_HD void dc_fill_samples(const DeformConvParams& p, const DcPtrs<T>& io, 
         store(kk, pp, kk < kc ? dc_sample(p, io, d, c0 + kk) : 0.f);
 }
 
-//! Loads the 4 consecutive input values at src as one vector (16 bytes FP32, 8 bytes FP16; a gather access
-//! of 4 elements in the trace); zeros when !active.
-template <typename T>
-DYNCONV_HD void dc_gather4(bool active, const T* src, float (&v)[4]) {
+//! Loads the kN consecutive input values at src as one vector load (kN * sizeof(T) = 8 or 16 bytes; a
+//! gather access of kN elements in the trace); zeros when !active.
+template <int kN, typename T>
+DYNCONV_HD void dc_gather(bool active, const T* src, float (&v)[kN]) {
 #if defined(__CUDA_ARCH__)
-    if constexpr (sizeof(T) == 4) {
-        const float4 r = active ? *reinterpret_cast<const float4*>(src) : make_float4(0.f, 0.f, 0.f, 0.f);
-        v[0] = r.x; v[1] = r.y; v[2] = r.z; v[3] = r.w;
-    } else {
-        const uint2 raw = active ? *reinterpret_cast<const uint2*>(src) : make_uint2(0u, 0u);
-        const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&raw.x));
-        const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&raw.y));
-        v[0] = lo.x; v[1] = lo.y; v[2] = hi.x; v[3] = hi.y;
-    }
+    constexpr int kBytes = kN * int(sizeof(T));
+    static_assert(kBytes == 8 || kBytes == 16, "one 8- or 16-byte load");
+    using Vec = typename std::conditional<kBytes == 16, uint4, uint2>::type;
+    Vec raw{};
+    if (active) raw = *reinterpret_cast<const Vec*>(src);
+    const T* elems = reinterpret_cast<const T*>(&raw);
+    DYNCONV_UNROLL
+    for (int k = 0; k < kN; ++k) v[k] = to_float(elems[k]);
 #else
     if (TraceSink* s = trace_sink())
-        s->access(__FILE__, __LINE__, TraceSpace::kGlobal, TraceKind::kGather, false, src, int(4 * sizeof(T)), active);
-    for (int k = 0; k < 4; ++k) v[k] = active ? to_float(src[k]) : 0.f;
+        s->access(__FILE__, __LINE__, TraceSpace::kGlobal, TraceKind::kGather, false, src, int(kN * sizeof(T)), active);
+    for (int k = 0; k < kN; ++k) v[k] = active ? to_float(src[k]) : 0.f;
 #endif
 }
 
@@ -233,7 +234,7 @@ DYNCONV_HD void dc_fill_samples_nhwc(const DeformConvParams& p, const T* xt, int
             for (int k = 0; k < kRun; k += 4) {
                 float v[4];
                 if (vec && k0 + k + 4 <= kc) {
-                    dc_gather4(on, src + k, v);
+                    dc_gather<4>(on, src + k, v);
                 } else {
                     DYNCONV_UNROLL
                     for (int j = 0; j < 4; ++j)

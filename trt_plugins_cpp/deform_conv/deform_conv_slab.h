@@ -191,46 +191,6 @@ DYNCONV_HD void dc_slab_fill_nchw(const DeformConvParams& p, const DcPtrs<T>& io
     }
 }
 
-//! Loads the 8 consecutive input values at src as one 16-byte load (FP16 on the GPU; a gather access of
-//! 8 elements in the trace); zeros when !active.
-template <typename T>
-DYNCONV_HD void dc_gather8(bool active, const T* src, float (&v)[8]) {
-#if defined(__CUDA_ARCH__)
-    if (active) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(src);
-        const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const float2 f = __half22float2(h2[k]);
-            v[2 * k] = f.x;
-            v[2 * k + 1] = f.y;
-        }
-    } else {
-#pragma unroll
-        for (int k = 0; k < 8; ++k) v[k] = 0.f;
-    }
-#else
-    if (TraceSink* s = trace_sink())
-        s->access(__FILE__, __LINE__, TraceSpace::kGlobal, TraceKind::kGather, false, src, int(8 * sizeof(T)), active);
-    for (int k = 0; k < 8; ++k) v[k] = active ? to_float(src[k]) : 0.f;
-#endif
-}
-
-//! Reads the four 4-byte values at src (16-byte aligned) with one 16-byte shared-memory load.
-template <typename V>
-DYNCONV_HD void dc_lds_quad(const V* src, V (&v)[4]) {
-    static_assert(sizeof(V) == 4, "4-byte values");
-#if defined(__CUDA_ARCH__)
-    const int4 raw = *reinterpret_cast<const int4*>(src);  // an aligned local: v itself may be 4-byte aligned
-    const V* rv = reinterpret_cast<const V*>(&raw);
-#pragma unroll
-    for (int k = 0; k < 4; ++k) v[k] = rv[k];
-#else
-    trace_access(__FILE__, __LINE__, TraceSpace::kShared, false, src, 16);
-    for (int k = 0; k < 4; ++k) v[k] = src[k];
-#endif
-}
-
 //! Writes four halves at dst (8-byte aligned) with one 8-byte shared-memory store.
 DYNCONV_HD void dc_sts_quad(MmaHalf* dst, MmaHalf a, MmaHalf b, MmaHalf c, MmaHalf d) {
 #if defined(__CUDA_ARCH__)
@@ -267,13 +227,13 @@ DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0
         int n[kPx], idx[4][kPx];
         float w[4][kPx];
         int pos[kPx];
-        dc_lds_quad(&sm.img[pp], n);
-        dc_lds_quad(&sm.tpos[tap][pp], pos);
+        lds_quad(&sm.img[pp], n);
+        lds_quad(&sm.tpos[tap][pp], pos);
         DYNCONV_UNROLL
         for (int q = 0; q < 4; ++q) {
             DYNCONV_UNROLL
             for (int s = 0; s < kPx; ++s) idx[q][s] = dc_corner_index(pos[s], q, p.H, p.W);
-            dc_lds_quad(&sm.tw[tap][q][pp], w[q]);
+            lds_quad(&sm.tw[tap][q][pp], w[q]);
         }
         float val[kPx][kCh];
         DYNCONV_UNROLL
@@ -287,7 +247,7 @@ DYNCONV_HD void dc_slab_fill_nhwc(const DeformConvParams& p, const T* xt, int c0
                 const T* src = xt + (img + (idx[q][s] >= 0 ? idx[q][s] : 0)) * p.Cin + c0 + ch0;
                 if (vec_ok && nch == kCh) {
                     float cv[8];
-                    dc_gather8(on, src, cv);
+                    dc_gather<8>(on, src, cv);
                     DYNCONV_UNROLL
                     for (int k = 0; k < kCh; ++k) val[s][k] += w[q][s] * cv[k];
                 } else {
@@ -439,7 +399,7 @@ DYNCONV_HD DeformConvParams dc_weight_transpose_params(const DeformConvParams& p
 //! kDcMmaMaxTaps taps and a map within dc_corner_origin's packing takes the tensor-core path: the largest
 //! slab tile covering the group's output channels whose dynamic shared memory fits the device's opt-in
 //! limit `smem_optin` (all of sm_75 and newer fit DcSlabCompact), or a tile of fewer pixels when that
-//! fills more of the device's `sm_count` SMs (dc_slab_span; sm_count <= 0: the largest tile regardless).
+//! fills more of the device's `sm_count` SMs (dc_tile_span; sm_count <= 0: the largest tile regardless).
 //! Otherwise, or without that much shared memory, the FP32-FMA tile sized for the output channels per group,
 //! wide where that does not leave too many SMs idle (dc_fma_choice).
 enum class DcKernel : int { kFmaLarge, kFmaMedium, kFmaSmall, kFma128, kFma256, kSlabWide, kSlabMid, kSlabTall,
@@ -456,7 +416,7 @@ DYNCONV_HD bool dc_slab_fits(int smem_optin) {
 //! SMs runs ceil(blocks / sm_count) blocks of BN pixels each (8x128x28x28 on 132 SMs: 49 blocks of 128
 //! pixels leave 83 SMs idle; 98 blocks of 64 pixels still run in one wave, each SM on half the pixels).
 template <class Cfg>
-DYNCONV_HD long long dc_slab_span(const DeformConvParams& p, int sm_count) {
+DYNCONV_HD long long dc_tile_span(const DeformConvParams& p, int sm_count) {
     return launch_span(dc_grid_x<Cfg>(p) * dc_grid_y<Cfg>(p), Cfg::BN, sm_count);
 }
 
@@ -466,7 +426,7 @@ template <class Cfg>
 DYNCONV_HD void dc_consider(const DeformConvParams& p, int sm_count, int smem_optin, DcKernel kind, DcKernel& best,
                             long long& best_span) {
     if (!dc_slab_fits<Cfg>(smem_optin)) return;
-    const long long span = sm_count > 0 ? dc_slab_span<Cfg>(p, sm_count) : 0;
+    const long long span = sm_count > 0 ? dc_tile_span<Cfg>(p, sm_count) : 0;
     if (best_span < 0 || (sm_count > 0 && smaller_tile_pays(span, best_span))) {
         best = kind;
         best_span = span;
@@ -478,9 +438,7 @@ DYNCONV_HD void dc_consider(const DeformConvParams& p, int sm_count, int smem_op
 template <class Wide, class Narrow>
 DYNCONV_HD DcKernel dc_fma_choice(const DeformConvParams& p, int sm_count, DcKernel wide, DcKernel narrow) {
     if (sm_count <= 0) return wide;
-    const long long wide_span = launch_span(dc_grid_x<Wide>(p) * dc_grid_y<Wide>(p), Wide::BN, sm_count);
-    const long long narrow_span = launch_span(dc_grid_x<Narrow>(p) * dc_grid_y<Narrow>(p), Narrow::BN, sm_count);
-    return smaller_tile_pays(narrow_span, wide_span) ? narrow : wide;
+    return smaller_tile_pays(dc_tile_span<Narrow>(p, sm_count), dc_tile_span<Wide>(p, sm_count)) ? narrow : wide;
 }
 
 DYNCONV_HD DcKernel deform_conv_kernel_choice(const DeformConvParams& p, bool fp16_io, int smem_optin = kDcSmemOptinSm90,

@@ -45,6 +45,12 @@ DYNCONV_HD long long drconv_span(const DrconvParams& p, int bm, int bn, int sm_c
     return launch_span(tiles, bn, sm_count);
 }
 
+//! Whether tiles of `smaller` pixels (bm output channels) replace tiles of `larger` on `sm_count` SMs
+//! (smaller_tile_pays; never for sm_count <= 0).
+DYNCONV_HD bool drconv_smaller_tile_pays(const DrconvParams& p, int bm, int smaller, int larger, int sm_count) {
+    return sm_count > 0 && smaller_tile_pays(drconv_span(p, bm, smaller, sm_count), drconv_span(p, bm, larger, sm_count));
+}
+
 //! FP16 I/O with >= 32 output channels: the tensor-core tile for the channel count, or its half-width
 //! twin where that shortens the pass enough on the device's `sm_count` SMs (smaller_tile_pays;
 //! sm_count <= 0: the full tile regardless). Otherwise the FP32-FMA tiles: for O > 16 the 64x256 one,
@@ -54,15 +60,13 @@ DYNCONV_HD DrKernel drconv_kernel_choice(const DrconvParams& p, bool fp16_io, in
         const bool wide = p.O > 64;
         const int bm = wide ? DrMmaTileWide::BM : DrMmaTileTall::BM;
         const int full = wide ? DrMmaTileWide::BN : DrMmaTileTall::BN, half = wide ? DrMmaTileNarrow::BN : DrMmaTileShort::BN;
-        if (sm_count > 0 && smaller_tile_pays(drconv_span(p, bm, half, sm_count), drconv_span(p, bm, full, sm_count)))
-            return wide ? DrKernel::kMmaNarrow : DrKernel::kMmaShort;
+        if (drconv_smaller_tile_pays(p, bm, half, full, sm_count)) return wide ? DrKernel::kMmaNarrow : DrKernel::kMmaShort;
         return wide ? DrKernel::kMmaWide : DrKernel::kMmaTall;
     }
     if (p.O <= 16) return DrKernel::kFmaSmall;
-    if (sm_count > 0 && smaller_tile_pays(drconv_span(p, DrTileLarge::BM, DrTileLarge::BN, sm_count),
-                                          drconv_span(p, DrTileLargeW::BM, DrTileLargeW::BN, sm_count)))
-        return DrKernel::kFmaLarge;
-    return DrKernel::kFmaLargeW;
+    static_assert(DrTileLarge::BM == DrTileLargeW::BM, "twins of one channel tile");
+    return drconv_smaller_tile_pays(p, DrTileLarge::BM, DrTileLarge::BN, DrTileLargeW::BN, sm_count) ? DrKernel::kFmaLarge
+                                                                                                      : DrKernel::kFmaLargeW;
 }
 
 //! Pixels per GEMM tile (BN) of a kernel choice; the listing pass counts tiles in these units.
@@ -316,24 +320,13 @@ struct DrKeepFloat {
     DYNCONV_HD float operator()(float v) const { return v; }
 };
 
-//! Reads the 4 ints at src (16-byte aligned) with one 16-byte shared-memory load.
-DYNCONV_HD void dr_lds4(const int* src, int* dst) {
-#if defined(__CUDA_ARCH__)
-    const int4 v = *reinterpret_cast<const int4*>(src);
-    dst[0] = v.x; dst[1] = v.y; dst[2] = v.z; dst[3] = v.w;
-#else
-    trace_access(__FILE__, __LINE__, TraceSpace::kShared, false, src, 16);
-    for (int k = 0; k < 4; ++k) dst[k] = src[k];
-#endif
-}
-
 //! The thread's TM x TN outputs to their listed pixels (the columns' pixels read once, 4 at a time).
 template <class Cfg, typename T>
 DYNCONV_HD void dr_store(const DrconvParams& p, T* out, int o0, int t, const DrGemmSmem<Cfg>& sm, const TileAcc<Cfg>& acc) {
     const int tx = t % Cfg::TX, ty = t / Cfg::TX;
     const long long hw = static_cast<long long>(p.Ho) * p.Wo;
     int q[Cfg::TN];
-    for (int r = 0; r < Cfg::TN; r += 4) dr_lds4(&sm.pix[Cfg::pixel(tx, r)], q + r);
+    for (int r = 0; r < Cfg::TN; r += 4) lds_quad(&sm.pix[Cfg::pixel(tx, r)], q + r);
     for (int s = 0; s < Cfg::TM; ++s) {
         const int o = o0 + ty * Cfg::TM + s;
         if (o >= p.O) continue;
