@@ -166,3 +166,13 @@ def test_gpu_check_cli_errors_are_one_line(tmp_path):
                            str(tmp_path / "o"), "--fake"], capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "manifest.json does not exist" in proc.stderr
+
+
+def test_performance_model_runs_once_per_work_directory(tmp_path, monkeypatch):
+    cases, work = tmp_path / "cases", tmp_path / "work"
+    cases.mkdir()
+    work.mkdir()
+    rows = [{"op": "ddf", "shape": [1, 16, 8, 8], "precision": "fp16", "predicted_us": 1.0}]
+    (work / gpu_check.PERFMODEL_JSON).write_text(json.dumps(rows))  # what an earlier step's run left
+    monkeypatch.setattr(gpu_check.subprocess, "run", lambda *a, **k: pytest.fail("the model ran again"))
+    assert gpu_check.perfmodel_predictions(cases, work) == rows
