@@ -234,3 +234,18 @@ def test_global_sectors_and_shared_wavefronts_share_the_l1tex_data_path():
     assert both.terms["l1tex"] == pytest.approx((4000 / 4 + 1000) / clock)
     assert predict_launch(launch(site("global", 4000)), H200, 0.0).terms["l1tex"] == pytest.approx(1000 / clock)
     assert predict_launch(launch(site("shared", 1000)), H200, 0.0).terms["l1tex"] == pytest.approx(1000 / clock)
+
+
+@pytest.mark.parametrize("shape, fp16, kernel", [
+    ((8, 128, 28, 28), True, "dcnv3_v8"),   # 50K slots: 100K 8-channel items >= 132 x 2048 / 8
+    ((8, 128, 28, 28), False, "dcnv3_v4"),  # FP32: 16-byte vectors are 4 channels
+    ((1, 64, 56, 56), True, "dcnv3_v4"),    # 12.5K slots: 25K 8-channel items are too few, 50K 4-channel ones do
+    ((1, 64, 14, 14), True, "dcnv3_v2"),    # 784 slots: none reaches it: the smallest vector, the most items
+])
+def test_dcnv3_item_width_follows_the_resident_thread_share(shape, fp16, kernel):
+    """DCNv3's items take the widest vector whose item count reaches 1/8 of the H200's resident threads
+    (dcnv3_plan), not all of them: wide items re-read each slot's offsets and masks fewer times."""
+    bench = next(b for b in BENCH_OPS if b.label == "dcnv3")
+    inputs, attrs = bench.make(shape, np.random.default_rng(0))
+    (lc,) = trace_op(bench.op, inputs, attrs, fp16=fp16, picks=1)
+    assert lc.kernel == kernel

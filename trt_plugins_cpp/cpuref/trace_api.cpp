@@ -340,8 +340,8 @@ struct TraceVecStore {
     }
 };
 
-//! Resident threads of an H200 (132 SMs x 2048): the kernel's target item count for its vector-width plan.
-constexpr long long kDcnv3TargetItems = 132LL * 2048;
+//! Resident threads of an H200 (132 SMs x 2048), which size the kernel's vector-width plan (dcnv3_plan).
+constexpr long long kDcnv3ResidentThreads = 132LL * 2048;
 
 template <typename T, int V, bool kVec>
 LaunchTrace trace_dcnv3_v(const Dcnv3Params& p, const Buffers<T>& b, int picks) {
@@ -369,7 +369,7 @@ std::vector<LaunchTrace> trace_dcnv3(const Attrs& a, const std::vector<Shape>& s
     dcnv3_shapes(shapes, &p);
     const long long slots = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group;
     Buffers<T> b(in, shapes, slots * p.group_channels);
-    const Dcnv3Plan plan = dcnv3_plan(p.group_channels, int(sizeof(T)), 16, slots, kDcnv3TargetItems);
+    const Dcnv3Plan plan = dcnv3_plan(p.group_channels, int(sizeof(T)), 16, slots, kDcnv3ResidentThreads);
     if (plan.vec) {
         if (sizeof(T) == 2 && plan.v == 8) return {trace_dcnv3_v<T, 8, true>(p, b, picks)};
         if (plan.v == 4) return {trace_dcnv3_v<T, 4, true>(p, b, picks)};

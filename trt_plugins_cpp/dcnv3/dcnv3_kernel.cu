@@ -176,14 +176,14 @@ cudaError_t launch_v(const T* x, const T* offset, const T* mask, T* out, const D
 
 template <typename T>
 cudaError_t launch(const void* xv, const void* offv, const void* maskv, void* outv, const Dcnv3Params& p,
-                   long long target_items, cudaStream_t stream) {
+                   long long resident_threads, cudaStream_t stream) {
     const long long slots = static_cast<long long>(p.N) * p.Ho * p.Wo * p.group;
     if (slots == 0 || p.group_channels == 0) return cudaSuccess;
     const T* x = static_cast<const T*>(xv);
     const T* off = static_cast<const T*>(offv);
     const T* mask = static_cast<const T*>(maskv);
     T* out = static_cast<T*>(outv);
-    const Dcnv3Plan plan = dcnv3_plan(p.group_channels, int(sizeof(T)), alignment(xv, outv), slots, target_items);
+    const Dcnv3Plan plan = dcnv3_plan(p.group_channels, int(sizeof(T)), alignment(xv, outv), slots, resident_threads);
     if (plan.vec) {
         if constexpr (sizeof(T) == 2) {
             if (plan.v == 8) return launch_v<T, 8, true>(x, off, mask, out, p, stream);
@@ -198,9 +198,9 @@ cudaError_t launch(const void* xv, const void* offv, const void* maskv, void* ou
 } // namespace
 
 cudaError_t dcnv3_forward(const void* x, const void* offset, const void* mask, void* out, const Dcnv3Params& p,
-                          IoType type, long long target_items, cudaStream_t stream) {
-    return type == IoType::kFloat16 ? launch<__half>(x, offset, mask, out, p, target_items, stream)
-                                    : launch<float>(x, offset, mask, out, p, target_items, stream);
+                          IoType type, long long resident_threads, cudaStream_t stream) {
+    return type == IoType::kFloat16 ? launch<__half>(x, offset, mask, out, p, resident_threads, stream)
+                                    : launch<float>(x, offset, mask, out, p, resident_threads, stream);
 }
 
 } // namespace dynconv

@@ -291,11 +291,20 @@ struct Dcnv3Plan {
 
 //! Chooses the work decomposition. Vector path: V in {16/elem_bytes, ..., 2} must divide Cg and the
 //! input/output pointers must be aligned to V*elem_bytes (`ptr_align`: their common power-of-two
-//! alignment in bytes); the largest such V giving >= `target_items` work items is taken (fewer,
-//! wider items re-read offsets/mask less), else the smallest one (more parallelism on small maps).
-//! Otherwise (odd Cg or misaligned pointers) the scalar path with V = 4 and a tail chunk, or V = 1
-//! when 4-channel items would not fill the GPU. `slots` = N*Ho*Wo*G.
-inline Dcnv3Plan dcnv3_plan(int group_channels, int elem_bytes, int ptr_align, long long slots, long long target_items) {
+//! alignment in bytes); the largest such V giving >= resident_threads / kDcnv3WideItemShare work items
+//! is taken (fewer, wider items re-read offsets/mask less), else the smallest one (more parallelism on
+//! small maps). Otherwise (odd Cg or misaligned pointers) the scalar path with V = 4 and a tail chunk,
+//! or V = 1 when 4-channel items would not reach that count. `slots` = N*Ho*Wo*G; `resident_threads`
+//! <= 0: the widest V.
+//! The wide items need not fill every resident thread slot: each has 4 x P independent corner loads in
+//! flight. The DCNv4 authors' measured forward tuning (their table of d_stride per B x H x W x G x C)
+//! takes 8 channels per thread on almost every shape down to about 25K threads (e.g. 64x14x14 and
+//! 64x7x7 maps with 4-8 groups of 16), 4 or 2 only on the smallest maps; the full-residency rule this
+//! replaces took 2-channel items on all of those.
+constexpr long long kDcnv3WideItemShare = 8;
+
+inline Dcnv3Plan dcnv3_plan(int group_channels, int elem_bytes, int ptr_align, long long slots, long long resident_threads) {
+    const long long target_items = resident_threads > 0 ? resident_threads / kDcnv3WideItemShare : 0;
     const int max_v = 16 / elem_bytes;
     int smallest = 0;
     for (int v = max_v; v >= 2; v /= 2) {
