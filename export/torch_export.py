@@ -18,6 +18,7 @@ import onnx
 import torch
 from torch.export import Dim
 
+from ..plugins.errors import DynconvError
 from ..plugins.registration import calls_observed, reference_of, shapes_of, split_args
 from ..plugins.registry import all_specs, get_spec
 from ..plugins.spec import DOMAIN, OpSpec
@@ -105,19 +106,21 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
     """TorchScript-exporter export with the custom-node symbolics registered."""
     opset = options.resolved_opset
     dynamic_axes = _dynamic_axes(args, input_names, options)
-    buffer = ModelBytes()
     register_torchscript_symbolics(opset)
     try:
-        with stage("TorchScript export"), warnings.catch_warnings(), _exporter_parse_kept() as parsed:
+        with stage("TorchScript export"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset,
-                              input_names=input_names, output_names=output_names,
-                              dynamic_axes=dynamic_axes or None, custom_opsets={DOMAIN: 1},
-                              do_constant_folding=True)
+            with _initializers_kept() as weights:
+                proto = _run_torchscript_exporter(model, args, opset, input_names, output_names, dynamic_axes,
+                                                  with_weights=not weights.active)
+            if weights.active and weights.params is None:  # the exporter took another path: the usual one
+                log.debug("no initializer table was kept; exporting the weights through torch.onnx")
+                proto = _run_torchscript_exporter(model, args, opset, input_names, output_names, dynamic_axes,
+                                                  with_weights=True)
+            elif weights.params is not None:
+                attach_initializers(proto, weights.params)
     finally:
         unregister_torchscript_symbolics(opset)
-    written = buffer.value()
-    proto = parsed.proto_of(written) or onnx.load_model_from_string(written)
     if dynamic_axes:
         with stage("output dim names"):
             dims = graph_symbolic_dims(proto, dynamic_axes) or symbolic_output_dims(model, args, dynamic_axes,
@@ -126,6 +129,18 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
             _name_output_dims(proto, dims.outputs)
             _name_custom_node_dims(proto, dims.core_ops)
     return proto
+
+
+def _run_torchscript_exporter(model: torch.nn.Module, args: Sequence[torch.Tensor], opset: int, input_names: list[str],
+                              output_names: list[str] | None, dynamic_axes: dict, with_weights: bool) -> onnx.ModelProto:
+    """``torch.onnx.export`` (TorchScript) into memory, returning the exporter's own parse of its output."""
+    buffer = ModelBytes()
+    with _exporter_parse_kept() as parsed:
+        torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes or None, custom_opsets={DOMAIN: 1},
+                          do_constant_folding=True, export_params=with_weights)
+    written = buffer.value()
+    return parsed.proto_of(written) or onnx.load_model_from_string(written)
 
 
 class KeptParse:
@@ -171,6 +186,70 @@ def _exporter_parse_kept() -> Iterator[KeptParse]:
         yield kept
     finally:
         onnx_proto_utils._add_onnxscript_fn = original
+
+
+class KeptInitializers:
+    """The initializers the TorchScript exporter would serialize (see :func:`_initializers_kept`):
+    ``active`` when the step that makes them is hooked, ``params`` once it ran."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.params: dict[str, torch.Tensor] | None = None
+
+
+@contextlib.contextmanager
+def _initializers_kept() -> Iterator[KeptInitializers]:
+    """The TorchScript exporter's serializer copies every weight through protobuf at ~1.7 ms per MB
+    (and the parse after it at ~0.5 ms per MB): for weight-heavy networks most of an export. Within
+    the block the exporter's final initializer table (after constant folding and deduplication, the
+    last step before serialization) is kept, so the export can run with ``export_params=False`` and
+    :func:`attach_initializers` put the same tensors into the parsed model in one copy each.
+    Not ``active`` (export the weights as usual) where this torch lacks that step."""
+    kept = KeptInitializers()
+    original = getattr(torch._C, "_jit_pass_onnx_deduplicate_initializers", None)
+    if original is None:
+        yield kept
+        return
+    kept.active = True
+
+    def deduplicate_keeping(graph: Any, params: dict, training: bool) -> dict:
+        result = original(graph, params, training)
+        kept.params = dict(result)
+        return result
+
+    torch._C._jit_pass_onnx_deduplicate_initializers = deduplicate_keeping
+    try:
+        yield kept
+    finally:
+        torch._C._jit_pass_onnx_deduplicate_initializers = original
+
+
+_ONNX_TYPES = {torch.float32: onnx.TensorProto.FLOAT, torch.float16: onnx.TensorProto.FLOAT16,
+               torch.bfloat16: onnx.TensorProto.BFLOAT16, torch.float64: onnx.TensorProto.DOUBLE,
+               torch.int64: onnx.TensorProto.INT64, torch.int32: onnx.TensorProto.INT32,
+               torch.int16: onnx.TensorProto.INT16, torch.int8: onnx.TensorProto.INT8,
+               torch.uint8: onnx.TensorProto.UINT8, torch.bool: onnx.TensorProto.BOOL}
+
+
+def attach_initializers(proto: onnx.ModelProto, params: dict[str, torch.Tensor]) -> None:
+    """Make each of ``params`` an initializer of ``proto`` (little-endian raw data, as the exporter
+    writes them) in place of the graph input that ``export_params=False`` left for it."""
+    unsupported = sorted({str(t.dtype) for t in params.values() if t.dtype not in _ONNX_TYPES})
+    if unsupported:
+        raise DynconvError(f"cannot store weights of type {', '.join(unsupported)} in ONNX")
+    order = [value.name for value in proto.graph.input if value.name in params]  # the exporter's own order
+    listed = set(order)
+    order += [name for name in params if name not in listed]
+    inputs = [value for value in proto.graph.input if value.name not in params]
+    del proto.graph.input[:]
+    proto.graph.input.extend(inputs)
+    for name in order:
+        tensor = params[name].detach().cpu().contiguous()
+        init = proto.graph.initializer.add()
+        init.name = name
+        init.data_type = _ONNX_TYPES[tensor.dtype]
+        init.dims.extend(tensor.shape)
+        init.raw_data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
 
 
 class ModelBytes(io.RawIOBase):

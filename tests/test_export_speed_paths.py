@@ -3,6 +3,7 @@ reference splicing (with its fallback)."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -374,16 +375,105 @@ def test_only_exact_repeats_are_dropped():
     assert without_repeats([first, same, other_attrs, other_values]) == [first, other_attrs, other_values]
 
 
-def test_torchscript_export_parses_the_written_model_once(monkeypatch):
-    """The exporter's own parse of its output (``_add_onnxscript_fn``) is the one dynconv uses."""
-    model, x = _tiny_involution_net()
-    model.append(torch.nn.Conv2d(16, 1024, 1))  # 64 KB of weights: the model's parses stand out
-    written = []
+def _parsed_sizes(monkeypatch) -> list[int]:
+    written: list[int] = []
     parse = onnx.load_model_from_string
     monkeypatch.setattr(onnx, "load_model_from_string", lambda b, *a, **k: written.append(len(b)) or parse(b, *a, **k))
+    return written
+
+
+def test_torchscript_export_parses_the_written_model_once(monkeypatch):
+    """The exporter's own parse of its output (``_add_onnxscript_fn``) is the one dynconv uses; the
+    weights go through neither the exporter's serializer nor that parse (they are attached after it)."""
+    model, x = _tiny_involution_net()
+    model.append(torch.nn.Conv2d(16, 1024, 1))  # 64 KB of weights: the model's parses stand out
+    written = _parsed_sizes(monkeypatch)
     proto = export_model(model, (x,), ExportOptions(target="trt", exporter="torchscript"))
-    assert len([size for size in written if size > 60_000]) == 1
+    assert all(size < 60_000 for size in written)
     assert proto.graph.initializer and any(n.domain == "dynconv" for n in proto.graph.node)
+    weights = {init.name: onnx.numpy_helper.to_array(init) for init in proto.graph.initializer}
+    assert any(np.array_equal(w, model[2].weight.detach().numpy()) for w in weights.values())
+
+
+class _FoldedSharedAndIntegerWeights(torch.nn.Module):
+    """Constant folding (conv + BatchNorm, a scaled weight), one tensor used twice (deduplicated), an
+    int64 buffer, a DCN layer: the initializer table the exporter computes, not the module's parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from dynconv.plugins.deform_conv import ModulatedDeformConv2d
+
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(8)
+        self.shared = torch.nn.Parameter(torch.randn(8, 1, 1))
+        self.register_buffer("index", torch.tensor([2, 0, 1, 3, 7, 6, 5, 4]))
+        self.dcn = ModulatedDeformConv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = self.norm(self.conv(x)) * (self.shared * 2) + self.shared
+        return self.dcn(y.index_select(1, self.index))
+
+
+@pytest.mark.parametrize("dynamic", [(), ("batch", "height", "width")])
+@pytest.mark.parametrize("target", ["trt", "onnx"])
+def test_torchscript_weights_attached_after_the_export_are_the_exporters_own(monkeypatch, target, dynamic):
+    """The model written with the weights attached after a weightless export is byte for byte the one
+    the exporter writes with its weights, initializer order included."""
+    from dynconv.export import torch_export
+
+    model, x = _FoldedSharedAndIntegerWeights().eval(), torch.randn(2, 3, 9, 10)
+    with torch.no_grad():
+        model.norm.running_mean.uniform_(-1, 1)
+        model.norm.running_var.uniform_(0.5, 2)
+    options = ExportOptions(target=target, exporter="torchscript", dynamic=dynamic)
+    attached = export_model(model, (x,), options)
+    monkeypatch.setattr(torch_export, "_initializers_kept", _weights_not_kept)
+    usual = export_model(model, (x,), options)
+    assert attached.SerializeToString(deterministic=True) == usual.SerializeToString(deterministic=True)
+    assert any(init.data_type == TensorProto.INT64 for init in attached.graph.initializer)
+    assert not {init.name for init in attached.graph.initializer} & {value.name for value in attached.graph.input}
+    if target == "onnx":
+        _assert_reference_matches(attached, model, x)
+
+
+@contextlib.contextmanager
+def _weights_not_kept():
+    from dynconv.export.torch_export import KeptInitializers
+
+    yield KeptInitializers()
+
+
+@contextlib.contextmanager
+def _hook_never_reached():
+    from dynconv.export.torch_export import KeptInitializers
+
+    kept = KeptInitializers()
+    kept.active = True
+    yield kept
+
+
+def test_torchscript_export_takes_the_weights_through_the_exporter_when_the_hook_is_not_reached(monkeypatch):
+    """A torch whose exporter no longer runs the hooked step: the weightless export is redone with the
+    weights (never a model without them)."""
+    from dynconv.export import torch_export
+
+    model, x = _tiny_involution_net()
+    usual = export_model(model, (x,), ExportOptions(target="trt", exporter="torchscript"))
+    monkeypatch.setattr(torch_export, "_initializers_kept", _hook_never_reached)
+    redone = export_model(model, (x,), ExportOptions(target="trt", exporter="torchscript"))
+    assert redone.SerializeToString(deterministic=True) == usual.SerializeToString(deterministic=True)
+
+
+def test_attached_weights_refuse_types_onnx_cannot_store():
+    from dynconv.export.torch_export import attach_initializers
+
+    proto = helper.make_model(helper.make_graph([], "g", [], []))
+    with pytest.raises(DynconvError, match="complex64"):
+        attach_initializers(proto, {"w": torch.zeros(2, dtype=torch.complex64)})
+    attach_initializers(proto, {"flag": torch.tensor(True), "half": torch.tensor([1.5, -2.0], dtype=torch.float16)})
+    values = {init.name: onnx.numpy_helper.to_array(init) for init in proto.graph.initializer}
+    assert values["flag"].dtype == np.bool_ and values["flag"].shape == () and bool(values["flag"])
+    assert values["half"].dtype == np.float16 and values["half"].tolist() == [1.5, -2.0]
 
 
 def test_kept_parse_follows_the_functions_the_exporter_appends(monkeypatch):
