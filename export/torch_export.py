@@ -113,12 +113,12 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
             with _initializers_kept() as weights:
                 proto = _run_torchscript_exporter(model, args, opset, input_names, output_names, dynamic_axes,
                                                   with_weights=not weights.active)
-            if weights.active and weights.params is None:  # the exporter took another path: the usual one
-                log.debug("no initializer table was kept; exporting the weights through torch.onnx")
+            if weights.params is not None and storable(weights.params):
+                attach_initializers(proto, weights.params)
+            elif weights.active:  # no table kept (another exporter path) or an element type of its own
+                log.debug("exporting the weights through torch.onnx's serializer")
                 proto = _run_torchscript_exporter(model, args, opset, input_names, output_names, dynamic_axes,
                                                   with_weights=True)
-            elif weights.params is not None:
-                attach_initializers(proto, weights.params)
     finally:
         unregister_torchscript_symbolics(opset)
     if dynamic_axes:
@@ -231,12 +231,17 @@ _ONNX_TYPES = {torch.float32: onnx.TensorProto.FLOAT, torch.float16: onnx.Tensor
                torch.uint8: onnx.TensorProto.UINT8, torch.bool: onnx.TensorProto.BOOL}
 
 
+def storable(params: dict[str, torch.Tensor]) -> bool:
+    """Every tensor of ``params`` has an element type :func:`attach_initializers` writes."""
+    return all(t.dtype in _ONNX_TYPES for t in params.values())
+
+
 def attach_initializers(proto: onnx.ModelProto, params: dict[str, torch.Tensor]) -> None:
     """Make each of ``params`` an initializer of ``proto`` (little-endian raw data, as the exporter
     writes them) in place of the graph input that ``export_params=False`` left for it."""
-    unsupported = sorted({str(t.dtype) for t in params.values() if t.dtype not in _ONNX_TYPES})
-    if unsupported:
-        raise DynconvError(f"cannot store weights of type {', '.join(unsupported)} in ONNX")
+    if not storable(params):
+        kinds = sorted({str(t.dtype) for t in params.values() if t.dtype not in _ONNX_TYPES})
+        raise DynconvError(f"cannot store weights of type {', '.join(kinds)} as ONNX initializers")
     order = [value.name for value in proto.graph.input if value.name in params]  # the exporter's own order
     listed = set(order)
     order += [name for name in params if name not in listed]

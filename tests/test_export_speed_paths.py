@@ -465,9 +465,10 @@ def test_torchscript_export_takes_the_weights_through_the_exporter_when_the_hook
 
 
 def test_attached_weights_refuse_types_onnx_cannot_store():
-    from dynconv.export.torch_export import attach_initializers
+    from dynconv.export.torch_export import attach_initializers, storable
 
     proto = helper.make_model(helper.make_graph([], "g", [], []))
+    assert not storable({"w": torch.zeros(2, dtype=torch.complex64), "v": torch.zeros(2)})
     with pytest.raises(DynconvError, match="complex64"):
         attach_initializers(proto, {"w": torch.zeros(2, dtype=torch.complex64)})
     attach_initializers(proto, {"flag": torch.tensor(True), "half": torch.tensor([1.5, -2.0], dtype=torch.float16)})

@@ -37,7 +37,8 @@ def _draw(op: str, rng: np.random.Generator) -> tuple[dict, tuple[int, int, int,
     while True:
         k = [pick([1, 2, 3, 3, 3, 5, 7]), pick([1, 3, 3, 5])]
         k = [k[0], k[0]] if rng.random() < 0.6 else k
-        s, d, p = [pick([1, 1, 2, 3]), pick([1, 2])], [pick([1, 1, 2, 3]), pick([1, 2])], [pick([0, 1, 2, 3]), pick([0, 1, 2])]
+        s, d = [pick([1, 1, 2, 3]), pick([1, 2])], [pick([1, 1, 2, 3]), pick([1, 2])]
+        p = [pick([0, 1, 2, 3]), pick([0, 1, 2])]
         n, h, w = pick([1, 2, 3]), int(rng.integers(3, 19)), int(rng.integers(3, 19))
         if op == "ddf":  # DDF pads by the window's own half-extent: (k - 1) * d / 2 on each side
             kk, dd, ss = pick([1, 3, 3, 5, 7]), pick([1, 2]), pick([1, 2])
@@ -129,12 +130,15 @@ def _onnx_cases() -> list:
     pick = lambda values: values[int(rng.integers(len(values)))]  # noqa: E731
     cases = []
     for i in range(4):
-        k, s, d, p = pick([(3, 3), (1, 3), (5, 5), (3, 5)]), pick([(1, 1), (2, 1), (2, 2)]), pick([(1, 1), (1, 2), (2, 1)]), pick([(0, 1), (1, 1), (2, 0)])
+        k, s = pick([(3, 3), (1, 3), (5, 5), (3, 5)]), pick([(1, 1), (2, 1), (2, 2)])
+        d, p = pick([(1, 1), (1, 2), (2, 1)]), pick([(0, 1), (1, 1), (2, 0)])
         cases += [
             (op_models.deform_conv_case(cout_factor=pick([1, 2]), kernel=k, stride=s, padding=p, dilation=d,
-                                        groups=pick([1, 2]), offset_groups=pick([1, 2]), mask=bool(i % 2), bias=i < 2), 4),
+                                        groups=pick([1, 2]), offset_groups=pick([1, 2]), mask=bool(i % 2),
+                                        bias=i < 2), 4),
             (op_models.dcnv3_case(kernel=pick([(3, 3), (5, 5), (3, 1)]), stride=s, padding=p, dilation=d,
-                                  group_channels=pick([2, 4, 16]), offset_scale=pick([0.5, 2.0]), remove_center=i % 2), 16),
+                                  group_channels=pick([2, 4, 16]), offset_scale=pick([0.5, 2.0]),
+                                  remove_center=i % 2), 16),
             (op_models.ddf_case(kernel=pick([1, 3, 5]), stride=pick([1, 2]), dilation=pick([1, 2]),
                                 combine=pick(["mul", "add"])), pick([3, 8])),
             (op_models.involution_case(kernel=k, stride=s, padding=p, dilation=d, group_channels=pick([1, 4])), 8),
