@@ -471,10 +471,12 @@ def test_attached_weights_refuse_types_onnx_cannot_store():
     assert not storable({"w": torch.zeros(2, dtype=torch.complex64), "v": torch.zeros(2)})
     with pytest.raises(DynconvError, match="complex64"):
         attach_initializers(proto, {"w": torch.zeros(2, dtype=torch.complex64)})
-    attach_initializers(proto, {"flag": torch.tensor(True), "half": torch.tensor([1.5, -2.0], dtype=torch.float16)})
+    attach_initializers(proto, {"flag": torch.tensor(True), "half": torch.tensor([1.5, -2.0], dtype=torch.float16),
+                                "brain": torch.tensor([[1.5], [-3.0]], dtype=torch.bfloat16)})
     values = {init.name: onnx.numpy_helper.to_array(init) for init in proto.graph.initializer}
     assert values["flag"].dtype == np.bool_ and values["flag"].shape == () and bool(values["flag"])
     assert values["half"].dtype == np.float16 and values["half"].tolist() == [1.5, -2.0]
+    assert values["brain"].shape == (2, 1) and values["brain"].astype(np.float32).ravel().tolist() == [1.5, -3.0]
 
 
 def test_kept_parse_follows_the_functions_the_exporter_appends(monkeypatch):
