@@ -65,12 +65,10 @@ def _request_key(node: onnx.NodeProto, kinds: dict[str, Any]) -> tuple | None:
             return None
         else:
             attrs.append(attr.SerializeToString())
-    inputs = node.input
-    typed = tuple([kinds.get(name) if name else () for name in inputs] +
-                  [kinds.get(name) if name else () for name in node.output])
+    typed = tuple([kinds.get(name) if name else () for name in (*node.input, *node.output)])
     if None in typed:
         return None
-    return node.domain, node.op_type, len(inputs), tuple(attrs), typed
+    return node.domain, node.op_type, len(node.input), tuple(attrs), typed
 
 
 _TENSOR = onnx.AttributeProto.TENSOR

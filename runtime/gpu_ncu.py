@@ -196,10 +196,10 @@ def run(ncu: str | None, plan_targets: Sequence[Target], predictions: Sequence[d
         report.status, report.reason = "refused", f"{ncu!r} not found on PATH"
         return report
     for metrics in (list(METRICS), list(MINIMAL_METRICS)):
-        report.metrics, report.command = metrics, " ".join(command(tool, plan_targets, metrics))
+        argv = command(tool, plan_targets, metrics)
+        report.metrics, report.command = metrics, " ".join(argv)
         try:
-            proc = subprocess.run(command(tool, plan_targets, metrics), capture_output=True, text=True, check=False,
-                                  timeout=timeout_s)
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             report.status, report.reason = "refused", f"timed out after {timeout_s} s"
             return report
