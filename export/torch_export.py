@@ -133,11 +133,13 @@ def export_torchscript(model: torch.nn.Module, args: Sequence[torch.Tensor], opt
 
 def _run_torchscript_exporter(model: torch.nn.Module, args: Sequence[torch.Tensor], opset: int, input_names: list[str],
                               output_names: list[str] | None, dynamic_axes: dict, with_weights: bool) -> onnx.ModelProto:
-    """``torch.onnx.export`` (TorchScript) into memory, returning the exporter's own parse of its output."""
+    """``torch.onnx.export`` (TorchScript) into memory, returning the exporter's own parse of its output.
+    No ``custom_opsets``: the exporter imports a custom domain at version 1 where a node uses it, and
+    naming one that no node uses (a network of custom-free layers) prints a C++ warning to stderr."""
     buffer = ModelBytes()
     with _exporter_parse_kept() as parsed:
         torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic_axes or None, custom_opsets={DOMAIN: 1},
+                          output_names=output_names, dynamic_axes=dynamic_axes or None,
                           do_constant_folding=True, export_params=with_weights)
     written = buffer.value()
     return parsed.proto_of(written) or onnx.load_model_from_string(written)

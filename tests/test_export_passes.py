@@ -188,3 +188,16 @@ def test_standard_conv_twin_keeps_shapes_and_drops_dynamic_ops():
             assert model(x).shape == expected
             assert record_calls(model, (x,)) == []
     assert record_calls(model, (x,))  # restored afterwards
+
+
+def test_torchscript_imports_the_custom_domain_only_where_a_node_uses_it(capfd):
+    from dynconv.plugins.dynamic_conv import DynamicConv2d
+    from dynconv.plugins.spec import DOMAIN
+
+    options = ExportOptions(exporter="torchscript")
+    with_nodes = export_model(_StridedDCN().eval(), (torch.randn(1, 3, 16, 16),), options)
+    assert {o.domain: o.version for o in with_nodes.opset_import}[DOMAIN] == 1
+    capfd.readouterr()
+    custom_free = export_model(DynamicConv2d(3, 4, 3).eval(), (torch.randn(1, 3, 16, 16),), options)
+    assert DOMAIN not in {o.domain for o in custom_free.opset_import}
+    assert "opset domain" not in capfd.readouterr().err  # the exporter's C++ warning for an unused domain
