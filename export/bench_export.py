@@ -6,7 +6,10 @@ the same exporter and dynamic axes. Usage::
 
     python -m dynconv.export.bench_export mixed dcnv2 --exporter dynamo torchscript --target onnx trt
 
-prints one row per (example, exporter, target): dynconv's seconds, the yardstick's and their ratio.
+prints one row per (example, exporter, target): dynconv's seconds, the yardstick's (fastest of the rounds
+each) and two ratios: of the fastest times, and the median over rounds of each round's own ratio (the
+yardstick and dynconv timed back to back: a slow spell of a shared machine hits both, and one lucky
+fast yardstick round moves the median by one place instead of setting the ratio).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import contextlib
 import io
 import logging
+import statistics
 import sys
 import time
 import warnings
@@ -108,7 +112,8 @@ def run(names: Sequence[str], exporters: Sequence[str], targets: Sequence[str], 
         repeat: int = 1) -> list[dict]:
     """Time every (example, exporter, target), print a row for each, return the rows. Each of the
     ``repeat`` rounds times the yardstick and then every target once (interleaved, so slow spells
-    of a shared machine hit both); a row keeps the fastest of each."""
+    of a shared machine hit both); a row keeps the fastest of each and the rounds' ratios' median
+    (:func:`timing_row`)."""
     from .examples import build_example  # noqa: PLC0415
 
     rows = []
@@ -125,15 +130,20 @@ def run(names: Sequence[str], exporters: Sequence[str], targets: Sequence[str], 
                     options = ExportOptions(target=target, exporter=exporter, dynamic=dynamic)
                     ours[target].append(time_dynconv(model, x, options))
             for target in targets:
-                rows.append(dict(example=name, exporter=exporter, target=target, dynconv=min(ours[target]),
-                                 yardstick=min(yard)))
+                rows.append(timing_row(name, exporter, target, ours[target], yard))
                 print(_format(rows[-1]), flush=True)
     return rows
 
 
+def timing_row(example: str, exporter: str, target: str, ours: Sequence[float], yard: Sequence[float]) -> dict:
+    """One table row from round-by-round seconds (``ours[i]`` and ``yard[i]`` timed in round i)."""
+    return dict(example=example, exporter=exporter, target=target, dynconv=min(ours), yardstick=min(yard),
+                ratio=min(ours) / min(yard), paired=statistics.median(o / y for o, y in zip(ours, yard)))
+
+
 def _format(row: dict) -> str:
-    return (f"{row['example']:<16} {row['exporter']:<12} {row['target']:<5} {row['dynconv']:8.1f} "
-            f"{row['yardstick']:10.1f} {row['dynconv'] / row['yardstick']:6.2f}")
+    return (f"{row['example']:<16} {row['exporter']:<12} {row['target']:<5} {row['dynconv']:8.2f} "
+            f"{row['yardstick']:10.2f} {row['ratio']:6.2f} {row['paired']:7.2f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,11 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--exporter", nargs="+", default=["dynamo", "torchscript"], choices=["dynamo", "torchscript"])
     p.add_argument("--target", nargs="+", default=["onnx", "trt"], choices=["onnx", "trt"])
     p.add_argument("--dynamic", default="", help="comma list of batch,height,width")
-    p.add_argument("--repeat", type=int, default=1, help="rounds of timing (yardstick and dynconv interleaved); the fastest of each is kept")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of timing (yardstick and dynconv interleaved): the fastest of each "
+                   "and the median of the rounds' ratios are kept")
     args = p.parse_args(argv)
     dynamic = tuple(d for d in args.dynamic.split(",") if d)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    print(f"{'example':<16} {'exporter':<12} {'target':<5} {'dynconv':>8} {'yardstick':>10} {'ratio':>6}")
+    print(f"{'example':<16} {'exporter':<12} {'target':<5} {'dynconv':>8} {'yardstick':>10} {'ratio':>6} {'paired':>7}")
     run(args.examples, args.exporter, args.target, dynamic, args.repeat)
     return 0
 

@@ -201,3 +201,18 @@ def test_torchscript_imports_the_custom_domain_only_where_a_node_uses_it(capfd):
     custom_free = export_model(DynamicConv2d(3, 4, 3).eval(), (torch.randn(1, 3, 16, 16),), options)
     assert DOMAIN not in {o.domain for o in custom_free.opset_import}
     assert "opset domain" not in capfd.readouterr().err  # the exporter's C++ warning for an unused domain
+
+
+def test_bench_rows_keep_the_fastest_times_and_the_median_of_the_rounds_ratios(monkeypatch, capsys):
+    from dynconv.export import bench_export
+
+    yard = iter([1.0, 2.0, 2.0, 0.5])  # warm-up, then three rounds: a lucky fast third yardstick
+    ours = iter([2.4, 2.2, 0.9])
+    monkeypatch.setattr(bench_export, "time_yardstick", lambda *a: next(yard))
+    monkeypatch.setattr(bench_export, "time_dynconv", lambda *a: next(ours))
+    monkeypatch.setattr("dynconv.export.examples.build_example", lambda name: (None, None))
+    (row,) = bench_export.run(["mixed"], ["torchscript"], ["trt"], (), repeat=3)
+    assert (row["dynconv"], row["yardstick"]) == (0.9, 0.5)
+    assert row["ratio"] == pytest.approx(1.8)
+    assert row["paired"] == pytest.approx(1.2)  # round ratios 1.2, 1.1, 1.8
+    assert capsys.readouterr().out.split()[-2:] == ["1.80", "1.20"]
