@@ -6,8 +6,8 @@ the same exporter and dynamic axes. Usage::
 
     python -m dynconv.export.bench_export mixed dcnv2 --exporter dynamo torchscript --target onnx trt
 
-prints one row per (example, exporter, target): dynconv's seconds, the yardstick's (fastest of the rounds
-each) and two ratios: of the fastest times, and the median over rounds of each round's own ratio (the
+prints one row per (example, exporter, target): dynconv's seconds and the yardstick's (each the fastest
+of the rounds), and two ratios: of the fastest times, and the median over rounds of each round's own ratio (the
 yardstick and dynconv timed back to back: a slow spell of a shared machine hits both, and one lucky
 fast yardstick round moves the median by one place instead of setting the ratio).
 """
