@@ -180,6 +180,14 @@ PARAMS = [pytest.param(op, case[0], case[1:5], list(case[5:]), id=f"{op}-{k}")
           for op, cases in CASES.items() for k, case in enumerate(cases)]
 
 
+def run_kernels(op: str, arrays: list, attrs: dict, fp16_io: bool) -> np.ndarray:
+    """The C++ CPU reference (the kernels' block bodies) on ``arrays``, with the spec's presence flags
+    of the optional inputs set from which of them are given."""
+    spec = P.get_spec(op)
+    flags = {s.flag: int(arrays[k] is not None) for k, s in enumerate(spec.inputs) if s.optional and k < len(arrays)}
+    return native.run_reference(op, arrays, {**flags, **attrs}, fp16_io=fp16_io)
+
+
 @pytest.mark.parametrize("op,attrs,dims,extra", PARAMS)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cpuref_matches_torch(op, attrs, dims, extra, precision):
@@ -193,9 +201,7 @@ def test_cpuref_matches_torch(op, attrs, dims, extra, precision):
     if precision == "fp16":
         arrays = [None if a is None else a.astype(np.float16).astype(np.float32) for a in arrays]
     ref = _reference(op, arrays, attrs)
-    spec = P.get_spec(op)
-    flags = {s.flag: int(arrays[k] is not None) for k, s in enumerate(spec.inputs) if s.optional and k < len(arrays)}
-    got = native.run_reference(op, arrays, {**flags, **attrs}, fp16_io=precision == "fp16")
+    got = run_kernels(op, arrays, attrs, fp16_io=precision == "fp16")
     assert got.shape == ref.shape
     scale = max(1.0, float(np.abs(ref).max()))
     if precision == "fp16":

@@ -4,6 +4,7 @@ reference splicing (with its fallback)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 
 import numpy as np
@@ -427,7 +428,7 @@ def test_torchscript_weights_attached_after_the_export_are_the_exporters_own(mon
         model.norm.running_var.uniform_(0.5, 2)
     options = ExportOptions(target=target, exporter="torchscript", dynamic=dynamic)
     attached = export_model(model, (x,), options)
-    monkeypatch.setattr(torch_export, "_initializers_kept", _weights_not_kept)
+    monkeypatch.setattr(torch_export, "_initializers_kept", functools.partial(_no_table_kept, False))
     usual = export_model(model, (x,), options)
     assert attached.SerializeToString(deterministic=True) == usual.SerializeToString(deterministic=True)
     assert any(init.data_type == TensorProto.INT64 for init in attached.graph.initializer)
@@ -437,18 +438,13 @@ def test_torchscript_weights_attached_after_the_export_are_the_exporters_own(mon
 
 
 @contextlib.contextmanager
-def _weights_not_kept():
-    from dynconv.export.torch_export import KeptInitializers
-
-    yield KeptInitializers()
-
-
-@contextlib.contextmanager
-def _hook_never_reached():
+def _no_table_kept(hooked: bool):
+    """Stands in for ``_initializers_kept``: no table, with the hook set (``hooked``: a torch whose
+    exporter never reaches the hooked step) or not (a torch without that step)."""
     from dynconv.export.torch_export import KeptInitializers
 
     kept = KeptInitializers()
-    kept.active = True
+    kept.active = hooked
     yield kept
 
 
@@ -459,7 +455,7 @@ def test_torchscript_export_takes_the_weights_through_the_exporter_when_the_hook
 
     model, x = _tiny_involution_net()
     usual = export_model(model, (x,), ExportOptions(target="trt", exporter="torchscript"))
-    monkeypatch.setattr(torch_export, "_initializers_kept", _hook_never_reached)
+    monkeypatch.setattr(torch_export, "_initializers_kept", functools.partial(_no_table_kept, True))
     redone = export_model(model, (x,), ExportOptions(target="trt", exporter="torchscript"))
     assert redone.SerializeToString(deterministic=True) == usual.SerializeToString(deterministic=True)
 
